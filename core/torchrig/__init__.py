@@ -1,0 +1,88 @@
+"""torchrig: the PyTorch training loop, recipes, plugins and a scikit-learn adapter.
+
+Public names are imported on first use (PEP 562), so ``import torchrig`` and ``torchrig --help``
+do not pay for importing torch.
+
+Example::
+
+    import torchrig
+    trainer = torchrig.Trainer(max_epochs=10)
+    history = trainer.fit(model, train_loader, loss_fn, optimizer, val_loader=val_loader,
+                          metrics=["accuracy"])
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._errors import TorchrigError
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._callbacks import (
+        Callback,
+        CSVLogger,
+        EarlyStopping,
+        LRMonitor,
+        ModelCheckpoint,
+        ProgressBar,
+        TensorBoardLogger,
+    )
+    from ._checkpoint import load_state, load_weights, save_state, save_weights
+    from ._loop import History, Trainer
+    from ._metrics import METRIC_NAMES
+    from ._seed import seed_everything, seed_worker
+
+__all__ = [
+    "__version__",
+    "TorchrigError",
+    "Trainer",
+    "History",
+    "Callback",
+    "ProgressBar",
+    "EarlyStopping",
+    "ModelCheckpoint",
+    "LRMonitor",
+    "CSVLogger",
+    "TensorBoardLogger",
+    "METRIC_NAMES",
+    "seed_everything",
+    "seed_worker",
+    "save_weights",
+    "load_weights",
+    "save_state",
+    "load_state",
+]
+
+_LAZY = {
+    "Trainer": "._loop",
+    "History": "._loop",
+    "Callback": "._callbacks",
+    "ProgressBar": "._callbacks",
+    "EarlyStopping": "._callbacks",
+    "ModelCheckpoint": "._callbacks",
+    "LRMonitor": "._callbacks",
+    "CSVLogger": "._callbacks",
+    "TensorBoardLogger": "._callbacks",
+    "METRIC_NAMES": "._metrics",
+    "seed_everything": "._seed",
+    "seed_worker": "._seed",
+    "save_weights": "._checkpoint",
+    "load_weights": "._checkpoint",
+    "save_state": "._checkpoint",
+    "load_state": "._checkpoint",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'torchrig' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

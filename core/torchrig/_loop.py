@@ -1,0 +1,631 @@
+"""The Trainer: the tutorial loop (zero_grad, forward, loss, backward, step), kept honest.
+
+It takes plain PyTorch objects and adds only what every project re-writes around that loop:
+device moves, mixed precision, gradient accumulation and clipping, epoch-wide metrics, callbacks
+(progress, early stopping, checkpoints, logs), and exact resume. With the same seed it produces
+bit-identical parameters to the hand-written loop.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from . import _seed
+from ._callbacks import Callback, CSVLogger, LRMonitor, ModelCheckpoint, ProgressBar
+from ._checkpoint import load_state, save_state
+from ._device import autocast, make_grad_scaler, resolve_device, resolve_precision, to_device
+from ._errors import TorchrigError
+from ._metrics import MetricSet
+
+__all__ = ["Trainer", "History"]
+
+STATE_FORMAT = "torchrig.state/1"
+
+
+class History(list):
+    """The per-epoch logs returned by :meth:`Trainer.fit`: a list of dicts.
+
+    ``history["val_loss"]`` gives one column as a list (epochs without that key are skipped).
+    """
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return [row[key] for row in self if key in row]
+        return super().__getitem__(key)
+
+
+class Trainer:
+    """Fit, evaluate and predict with any ``nn.Module``, ``DataLoader``, loss and optimizer.
+
+    A batch is ``(inputs, target)``; ``inputs`` may be a tensor (``model(x)``), a tuple
+    (``model(*x)``) or a dict of tensors (``model(**x)``).
+
+    Args:
+        max_epochs: number of epochs to train.
+        device: ``"auto"`` (cuda, then mps, then cpu), or any torch device string.
+        precision: ``"32"``, ``"bf16-mixed"``, ``"16-mixed"`` (CUDA, with a GradScaler), or
+            ``"auto"`` (bf16-mixed on a CUDA device that supports it, else 32).
+        accumulate_grad_batches: sum gradients over this many batches per optimizer step (each
+            loss is divided by it, so the step sees the mean).
+        gradient_clip_val: clip gradients to this value before each step (``None``: no clipping).
+        gradient_clip_algorithm: ``"norm"`` (total L2 norm) or ``"value"`` (element-wise).
+        scheduler_interval: step the LR scheduler every ``"epoch"`` or every optimizer ``"step"``.
+        on_nan: a non-finite loss ``"raise"`` s an error naming the epoch and step, or is
+            ``"skip"`` ped (that batch makes no update).
+        callbacks: extra :class:`Callback` objects (your own, EarlyStopping, ...).
+        checkpoint_dir: if given, save ``weights.safetensors`` and ``state.pt`` there each epoch,
+            a ``metrics.csv``, and let ``fit(..., resume=True)`` continue from it.
+        progress_bar: show a progress bar (on a terminal) and one summary line per epoch.
+
+    Example::
+
+        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        trainer = Trainer(max_epochs=20)
+        history = trainer.fit(model, train_loader, nn.CrossEntropyLoss(), optimizer,
+                              val_loader=val_loader, metrics=["accuracy"])
+        scores = trainer.evaluate(model, test_loader, nn.CrossEntropyLoss(), metrics=["accuracy"])
+        labels = trainer.predict(model, test_loader).argmax(1)
+    """
+
+    def __init__(
+        self,
+        *,
+        max_epochs: int = 1,
+        device: str | torch.device = "auto",
+        precision: str | int = "auto",
+        accumulate_grad_batches: int = 1,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str = "norm",
+        scheduler_interval: str = "epoch",
+        on_nan: str = "raise",
+        callbacks: Sequence[Callback] = (),
+        checkpoint_dir: str | Path | None = None,
+        progress_bar: bool = True,
+    ) -> None:
+        if int(max_epochs) < 1:
+            raise TorchrigError(f"max_epochs must be >= 1, got {max_epochs!r}.")
+        if int(accumulate_grad_batches) < 1:
+            raise TorchrigError(f"accumulate_grad_batches must be >= 1, got {accumulate_grad_batches!r}.")
+        _choice("gradient_clip_algorithm", gradient_clip_algorithm, ("norm", "value"))
+        _choice("scheduler_interval", scheduler_interval, ("epoch", "step"))
+        _choice("on_nan", on_nan, ("raise", "skip"))
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TorchrigError(
+                    f"callbacks must be torchrig.Callback objects, got {type(cb).__name__}. "
+                    "Subclass torchrig.Callback and override the on_* hooks you need."
+                )
+        self.max_epochs = int(max_epochs)
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.accumulate_grad_batches = int(accumulate_grad_batches)
+        self.gradient_clip_val = gradient_clip_val
+        self.gradient_clip_algorithm = gradient_clip_algorithm
+        self.scheduler_interval = scheduler_interval
+        self.on_nan = on_nan
+        self.verbose = bool(progress_bar)
+
+        defaults: list[Callback] = [LRMonitor()]
+        if progress_bar:
+            defaults.append(ProgressBar())
+        self.checkpoint: ModelCheckpoint | None = None
+        if checkpoint_dir is not None:
+            self.checkpoint = ModelCheckpoint(checkpoint_dir)
+            defaults += [self.checkpoint, CSVLogger(Path(checkpoint_dir) / "metrics.csv")]
+        user = list(callbacks)
+        if self.checkpoint is None:
+            self.checkpoint = next((cb for cb in user if isinstance(cb, ModelCheckpoint)), None)
+        self.callbacks = sorted(defaults + user, key=lambda cb: cb.order)
+
+        # Fit-time state, readable by callbacks.
+        self.model: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: Any = None
+        self.scaler: torch.amp.GradScaler | None = None
+        self.train_loader: Iterable | None = None
+        self.epoch = 0
+        self.global_step = 0
+        self.num_train_batches: int | None = None
+        self.history = History()
+        self.should_stop = False
+
+    # ------------------------------------------------------------------ public verbs
+
+    def fit(
+        self,
+        model: nn.Module,
+        train_loader: Iterable,
+        loss_fn: Callable[..., torch.Tensor],
+        optimizer: torch.optim.Optimizer,
+        *,
+        val_loader: Iterable | None = None,
+        scheduler: Any = None,
+        metrics: Iterable[Any] | Mapping[str, Any] | None = None,
+        resume: bool | str | Path = False,
+    ) -> History:
+        """Train ``model`` for ``max_epochs`` epochs; validate after each if ``val_loader``.
+
+        Args:
+            model: any ``nn.Module``; moved to the trainer's device.
+            train_loader: yields ``(inputs, target)`` batches.
+            loss_fn: ``loss_fn(output, target) -> scalar tensor``.
+            optimizer: built on ``model.parameters()``.
+            val_loader: evaluated after every epoch; its values are logged as ``val_*``.
+                Validation never draws from the global RNG as seen by training, so adding it
+                does not change the trained weights.
+            scheduler: a ``torch.optim.lr_scheduler`` object, stepped per ``scheduler_interval``
+                (``ReduceLROnPlateau`` is stepped with ``val_loss``, else ``train_loss``).
+            metrics: metric names (``"accuracy"``, ``"f1"``, ``"mse"``, ...) or torchmetrics
+                objects, computed over the whole validation epoch.
+            resume: ``True`` continues from ``checkpoint_dir/state.pt`` when it exists (and starts
+                afresh when it does not); a path resumes from that file, which must exist.
+
+        Returns:
+            The :class:`History` of per-epoch logs.
+
+        Raises:
+            TorchrigError: on bad input (empty loader, wrong batch shape, output that does not fit
+                the loss, unknown metric, missing or unsafe checkpoint) or a non-finite loss.
+        """
+        if not isinstance(model, nn.Module):
+            raise TorchrigError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TorchrigError(
+                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}. "
+                "Build it with e.g. torch.optim.AdamW(model.parameters(), lr=1e-3)."
+            )
+        metric_set = MetricSet(metrics)
+        self.num_train_batches = _check_loader(train_loader, "train_loader")
+        if val_loader is not None:
+            _check_loader(val_loader, "val_loader")
+
+        self.model = model.to(self.device)
+        self.optimizer, self.scheduler, self.train_loader = optimizer, scheduler, train_loader
+        self.scaler = make_grad_scaler(self.precision, self.device)
+        self.history, self.epoch, self.global_step, self.should_stop = History(), 0, 0, False
+        if resume:
+            self._resume(resume)
+
+        step_callbacks = [cb for cb in self.callbacks
+                          if type(cb).on_train_batch_end is not Callback.on_train_batch_end]
+        self._call("on_fit_start")
+        try:
+            while self.epoch < self.max_epochs and not self.should_stop:
+                epoch = self.epoch + 1
+                started = time.perf_counter()
+                self._call("on_train_epoch_start", epoch=epoch)
+                logs: dict[str, Any] = {"epoch": epoch, "train_loss": self._train_epoch(epoch, loss_fn, step_callbacks)}
+                if val_loader is not None:
+                    val = self._evaluate(model, val_loader, loss_fn, metric_set)
+                    logs.update({f"val_{k}": v for k, v in val.items()})
+                if self.scheduler is not None and self.scheduler_interval == "epoch":
+                    self._step_scheduler(logs)
+                logs["time"] = time.perf_counter() - started
+                self.epoch = epoch
+                self.history.append(logs)
+                self._call("on_epoch_end", epoch=epoch, logs=logs)
+        except BaseException as exc:
+            self._call("on_exception", exception=exc)
+            if isinstance(exc, KeyboardInterrupt) and self.checkpoint is not None:
+                self.log(f"interrupted; the last finished epoch is saved in {self.checkpoint.dirpath}. "
+                         "Run again with fit(..., resume=True) to continue.")
+            raise
+        self._call("on_fit_end")
+        return self.history
+
+    def evaluate(
+        self,
+        model: nn.Module,
+        loader: Iterable,
+        loss_fn: Callable[..., torch.Tensor] | None = None,
+        *,
+        metrics: Iterable[Any] | Mapping[str, Any] | None = None,
+    ) -> dict[str, float]:
+        """Compute the mean loss and metrics of ``model`` over every batch of ``loader``.
+
+        Returns:
+            ``{"loss": ..., "accuracy": ...}`` (``loss`` only when ``loss_fn`` is given).
+        """
+        _check_loader(loader, "loader")
+        model.to(self.device)
+        return self._evaluate(model, loader, loss_fn, MetricSet(metrics))
+
+    def predict(self, model: nn.Module, loader: Iterable) -> torch.Tensor:
+        """Run ``model`` in eval mode over ``loader`` and return the outputs, on the CPU.
+
+        ``loader`` may yield ``(inputs, target)`` (the target is ignored) or bare inputs.
+
+        Returns:
+            The outputs of every batch concatenated along the first dimension (float32).
+        """
+        _check_loader(loader, "loader")
+        model.to(self.device)
+        outputs = []
+        with _eval_mode(model), torch.inference_mode(), _preserved_rng(self.device):
+            for batch in loader:
+                inputs = batch[0] if isinstance(batch, (tuple, list)) and len(batch) == 2 else batch
+                with autocast(self.precision, self.device):
+                    out = _forward(model, to_device(inputs, self.device))
+                outputs.append(_to_cpu(out))
+        if not outputs:
+            raise TorchrigError("predict: the loader yielded no batches.")
+        if isinstance(outputs[0], torch.Tensor):
+            return torch.cat(outputs)
+        return outputs  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def model_state_dict(self) -> dict[str, torch.Tensor]:
+        """The trained model's ``state_dict`` (override point for wrapped models)."""
+        return self.model.state_dict()
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Write everything needed to resume exactly, as a weights-only-loadable dict."""
+        state = {
+            "format": STATE_FORMAT,
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "model": self.model_state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": _seed.get_rng_state(),
+            "loader_generators": [g.get_state() for g in _generators(self.train_loader)],
+            "callbacks": {key: cb.state_dict() for key, cb in self._keyed_callbacks()},
+            "history": [dict(row) for row in self.history],
+        }
+        return save_state(path, state)
+
+    def _resume(self, resume: bool | str | Path) -> None:
+        if resume is True:
+            if self.checkpoint is None:
+                raise TorchrigError(
+                    "fit(resume=True) needs to know where checkpoints are: pass "
+                    "Trainer(checkpoint_dir=...) or a ModelCheckpoint callback, or resume='path/state.pt'."
+                )
+            path = self.checkpoint.state_path
+            if not path.is_file():
+                self.log(f"no checkpoint at {path}; starting from scratch")
+                return
+        else:
+            path = Path(resume)
+        state = load_state(path)
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise TorchrigError(f"{str(path)!r} is not a torchrig training state (no {STATE_FORMAT!r} marker).")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        for gen, gen_state in zip(_generators(self.train_loader), state["loader_generators"]):
+            gen.set_state(gen_state)
+        saved = state["callbacks"]
+        for key, cb in self._keyed_callbacks():
+            if key in saved:
+                cb.load_state_dict(saved[key])
+        _seed.set_rng_state(state["rng"])
+        self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
+        self.history = History(state["history"])
+        self.log(f"resumed from {path} after epoch {self.epoch}")
+
+    def _keyed_callbacks(self) -> list[tuple[str, Callback]]:
+        counts: dict[str, int] = {}
+        keyed = []
+        for cb in self.callbacks:
+            name = type(cb).__name__
+            counts[name] = counts.get(name, 0) + 1
+            keyed.append((name if counts[name] == 1 else f"{name}_{counts[name]}", cb))
+        return keyed
+
+    # ------------------------------------------------------------------ the loops
+
+    def _train_epoch(self, epoch: int, loss_fn: Callable, step_callbacks: list[Callback]) -> float:
+        model, optimizer, scaler, device = self.model, self.optimizer, self.scaler, self.device
+        accumulate = self.accumulate_grad_batches
+        n_batches = self.num_train_batches
+        move = device.type != "cpu"  # DataLoader batches already live on the CPU
+        sync_each_step = device.type == "cpu" or self.on_nan == "skip"
+        step_scheduler = self.scheduler is not None and self.scheduler_interval == "step"
+        total, count = 0.0, 0
+        pending: list[tuple[int, torch.Tensor, int]] = []  # GPU losses read back in bulk
+
+        model.train()
+        optimizer.zero_grad()
+        step = -1
+        for step, batch in enumerate(self.train_loader):
+            inputs, target = _split_batch(batch, step)
+            if move:
+                inputs, target = to_device(inputs, device), to_device(target, device)
+            with autocast(self.precision, device):
+                output = _forward(model, inputs, step)
+                loss = _loss(loss_fn, output, target, step)
+            size = _batch_size(target)
+            if sync_each_step:
+                value = loss.item()
+                if not math.isfinite(value):
+                    if self.on_nan == "raise":
+                        self._nonfinite(epoch, step, value)
+                    optimizer.zero_grad()
+                    continue
+                total += value * size
+                count += size
+            else:
+                pending.append((step, loss.detach(), size))
+            scaled = loss / accumulate if accumulate > 1 else loss
+            if scaler is not None:
+                scaler.scale(scaled).backward()
+            else:
+                scaled.backward()
+            if accumulate == 1 or (step + 1) % accumulate == 0 or step + 1 == n_batches:
+                self._optimizer_step()
+                if step_scheduler:
+                    self._step_scheduler({})
+            for cb in step_callbacks:
+                cb.on_train_batch_end(self, step=step, loss=loss.detach())
+        if step < 0:
+            raise TorchrigError(
+                f"train_loader yielded no batches in epoch {epoch}. Check that its dataset is not "
+                "empty and that drop_last=True does not drop every batch."
+            )
+        if accumulate > 1 and n_batches is None and (step + 1) % accumulate:
+            self._optimizer_step()  # a trailing partial window of a loader without len()
+        if pending:
+            losses = torch.stack([p[1].float() for p in pending]).cpu()
+            bad = (~torch.isfinite(losses)).nonzero()
+            if len(bad):
+                i = int(bad[0])
+                self._nonfinite(epoch, pending[i][0], float(losses[i]))
+            sizes = torch.tensor([p[2] for p in pending], dtype=torch.float64)
+            total += float((losses.double() * sizes).sum())
+            count += int(sizes.sum())
+        return total / count if count else math.nan
+
+    def _optimizer_step(self) -> None:
+        optimizer, scaler = self.optimizer, self.scaler
+        if self.gradient_clip_val is not None:
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            params = [p for g in optimizer.param_groups for p in g["params"]]
+            if self.gradient_clip_algorithm == "norm":
+                torch.nn.utils.clip_grad_norm_(params, self.gradient_clip_val)
+            else:
+                torch.nn.utils.clip_grad_value_(params, self.gradient_clip_val)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad()
+        self.global_step += 1
+
+    def _step_scheduler(self, logs: dict[str, Any]) -> None:
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            if not logs:
+                raise TorchrigError("ReduceLROnPlateau needs scheduler_interval='epoch'.")
+            self.scheduler.step(logs.get("val_loss", logs["train_loss"]))
+        else:
+            self.scheduler.step()
+
+    def _nonfinite(self, epoch: int, step: int, value: float) -> None:
+        raise TorchrigError(
+            f"The loss became {value} at epoch {epoch}, step {step + 1}. Lower the learning rate, "
+            "clip gradients (gradient_clip_val=1.0), check the data for NaN/inf, or pass "
+            "on_nan='skip' to skip such batches."
+        )
+
+    def _evaluate(self, model: nn.Module, loader: Iterable, loss_fn: Callable | None,
+                  metric_set: MetricSet) -> dict[str, float]:
+        device = self.device
+        metric_set.reset()
+        step = -1
+        with _eval_mode(model), torch.inference_mode(), _preserved_rng(device):
+            total, count = torch.zeros((), dtype=torch.float64, device=device), 0
+            for step, batch in enumerate(loader):
+                inputs, target = _split_batch(batch, step)
+                inputs, target = to_device(inputs, device), to_device(target, device)
+                with autocast(self.precision, device):
+                    output = _forward(model, inputs, step)
+                    if loss_fn is not None:
+                        size = _batch_size(target)
+                        total += _loss(loss_fn, output, target, step).double() * size
+                        count += size
+                if metric_set:
+                    metric_set.update(output, target)
+        if step < 0:
+            raise TorchrigError("The evaluation loader yielded no batches; check that its dataset is not empty.")
+        scores = {"loss": float(total) / count} if loss_fn is not None and count else {}
+        scores.update(metric_set.compute())
+        return scores
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _call(self, hook: str, **kwargs: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, **kwargs)
+
+    def log(self, message: str) -> None:
+        """Print an informational line (to stderr) unless the trainer is quiet."""
+        if self.verbose:
+            print(f"torchrig: {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise TorchrigError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}.")
+
+
+def _check_loader(loader: Any, name: str) -> int | None:
+    if isinstance(loader, (torch.Tensor, torch.utils.data.Dataset)) and not isinstance(
+        loader, torch.utils.data.IterableDataset
+    ):
+        raise TorchrigError(
+            f"{name} is a {type(loader).__name__}; pass a DataLoader that yields (inputs, target) "
+            f"batches, e.g. DataLoader(dataset, batch_size=32, shuffle=True)."
+        )
+    if not hasattr(loader, "__iter__"):
+        raise TorchrigError(f"{name} must be an iterable of (inputs, target) batches, got {type(loader).__name__}.")
+    try:
+        n = len(loader)
+    except TypeError:
+        return None
+    if n == 0:
+        raise TorchrigError(
+            f"{name} is empty (len 0). Check its dataset's length, and that batch_size is not larger "
+            "than the dataset while drop_last=True."
+        )
+    return n
+
+
+def _split_batch(batch: Any, step: int) -> tuple[Any, Any]:
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    if isinstance(batch, Mapping):
+        for ik, tk in (("inputs", "target"), ("input", "target"), ("x", "y")):
+            if ik in batch and tk in batch:
+                return batch[ik], batch[tk]
+    kind = f"a {type(batch).__name__}"
+    if isinstance(batch, (tuple, list)):
+        kind += f" of length {len(batch)}"
+    elif isinstance(batch, torch.Tensor):
+        kind += f" of shape {tuple(batch.shape)}"
+    elif isinstance(batch, Mapping):
+        kind += f" with keys {sorted(batch)}"
+    raise TorchrigError(
+        f"Batch {step + 1} is {kind}; expected a pair (inputs, target). Make the Dataset's "
+        "__getitem__ return (x, y); put several inputs in a tuple or dict: ((x1, x2), y)."
+    )
+
+
+def _forward(model: nn.Module, inputs: Any, step: int = -1) -> Any:
+    try:
+        if isinstance(inputs, Mapping):
+            return model(**inputs)
+        if isinstance(inputs, (tuple, list)):
+            return model(*inputs)
+        return model(inputs)
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+        if step != 0:
+            raise
+        raise TorchrigError(
+            f"{type(model).__name__} failed on the first batch, whose inputs are {_describe(inputs)}: "
+            f"{exc}. Check that the data's shape matches what the model expects."
+        ) from exc
+
+
+def _loss(loss_fn: Callable, output: Any, target: Any, step: int) -> torch.Tensor:
+    try:
+        loss = loss_fn(output, target)
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+        if step != 0:
+            raise
+        raise TorchrigError(
+            f"The loss {type(loss_fn).__name__} does not fit the model's output {_describe(output)} "
+            f"and the target {_describe(target)}: {exc}. {_loss_hint(loss_fn)}"
+        ) from exc
+    if step == 0 and not (isinstance(loss, torch.Tensor) and loss.numel() == 1):
+        raise TorchrigError(
+            f"The loss {type(loss_fn).__name__} returned {_describe(loss)}; expected a scalar tensor. "
+            "Use reduction='mean' (the default) or 'sum'."
+        )
+    return loss
+
+
+def _loss_hint(loss_fn: Callable) -> str:
+    name = type(loss_fn).__name__
+    if name in ("CrossEntropyLoss", "NLLLoss"):
+        return ("It expects an output of shape (N, num_classes) and a target of class indices, "
+                "shape (N,), dtype torch.long.")
+    if name == "BCEWithLogitsLoss":
+        return "It expects an output and a float target of the same shape, e.g. (N,) or (N, 1)."
+    if name in ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss"):
+        return "It expects an output and a float target of the same shape, e.g. both (N, 1)."
+    return "Check the shapes and dtypes the loss expects."
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"tensor of shape {tuple(x.shape)} ({x.dtype})"
+    if isinstance(x, Mapping):
+        return "{" + ", ".join(f"{k!r}: {_describe(v)}" for k, v in x.items()) + "}"
+    if isinstance(x, (tuple, list)):
+        return "(" + ", ".join(_describe(v) for v in x) + ")"
+    return type(x).__name__
+
+
+def _batch_size(target: Any) -> int:
+    if isinstance(target, torch.Tensor):
+        return target.shape[0] if target.ndim else 1
+    if isinstance(target, (tuple, list)):
+        return len(target)
+    return 1
+
+
+def _to_cpu(out: Any) -> Any:
+    if isinstance(out, torch.Tensor):
+        return out.float().cpu() if out.is_floating_point() else out.cpu()
+    if isinstance(out, Mapping):
+        return {k: _to_cpu(v) for k, v in out.items()}
+    if isinstance(out, (tuple, list)):
+        return type(out)(_to_cpu(v) for v in out)
+    return out
+
+
+def _generators(loader: Any) -> list[torch.Generator]:
+    """Every distinct torch.Generator that decides a loader's order (its own, its samplers')."""
+    found: list[torch.Generator] = []
+    candidates = [getattr(loader, "generator", None)]
+    sampler = getattr(loader, "sampler", None)
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    candidates += [getattr(sampler, "generator", None), getattr(getattr(batch_sampler, "sampler", None), "generator", None)]
+    for g in candidates:
+        if isinstance(g, torch.Generator) and all(g is not f for f in found):
+            found.append(g)
+    return found
+
+
+class _eval_mode:
+    """``model.eval()`` for the block, then back to the mode it was in."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def __enter__(self) -> None:
+        self.was_training = self.model.training
+        self.model.eval()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.model.train(self.was_training)
+
+
+class _preserved_rng:
+    """Restore the torch RNG after evaluation.
+
+    Creating a DataLoader iterator draws a seed from the global torch RNG (and a shuffled val
+    loader draws more). Without this, adding a val_loader would shift the training shuffle and
+    dropout masks of every later epoch, so weights would differ from the plain training loop's.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+
+    def __enter__(self) -> None:
+        self.cpu_state = torch.get_rng_state()
+        self.cuda_state = torch.cuda.get_rng_state() if self.cuda else None
+
+    def __exit__(self, *exc: Any) -> None:
+        torch.set_rng_state(self.cpu_state)
+        if self.cuda_state is not None:
+            torch.cuda.set_rng_state(self.cuda_state)
