@@ -525,8 +525,16 @@ def _forward(model: nn.Module, inputs: Any, step: int = -1) -> Any:
         ) from exc
 
 
+# Losses that compare output and target element by element: torch broadcasts mismatched shapes
+# with only a warning, which silently trains on the wrong thing, so we refuse it on the first step.
+_ELEMENTWISE_LOSSES = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss, nn.BCELoss, nn.BCEWithLogitsLoss)
+
+
 def _loss(loss_fn: Callable, output: Any, target: Any, step: int) -> torch.Tensor:
     try:
+        if (step == 0 and isinstance(loss_fn, _ELEMENTWISE_LOSSES) and isinstance(output, torch.Tensor)
+                and isinstance(target, torch.Tensor) and output.shape != target.shape):
+            raise ValueError("output and target shapes differ, and this loss would broadcast them")
         loss = loss_fn(output, target)
     except (RuntimeError, TypeError, ValueError, IndexError) as exc:
         if step != 0:
