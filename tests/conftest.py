@@ -39,3 +39,54 @@ def digit_loaders(digits):
     train = TensorDataset(X[:1400], y[:1400])
     val = TensorDataset(X[1400:], y[1400:])
     return DataLoader(train, batch_size=32, shuffle=True), DataLoader(val, batch_size=128)
+
+
+@pytest.fixture
+def rig_plugin(monkeypatch):
+    """A plugin registered at runtime, like a third party's: digits, an MLP, a reader.
+
+    Installed plugins are hidden, so tests see exactly this one.
+    """
+    from sklearn.datasets import load_digits
+
+    import torchrig
+    from torchrig import _plugins
+
+    monkeypatch.setattr(_plugins, "_entry_points", lambda: [])
+    _plugins.reset()
+    plugin = torchrig.Plugin("t")
+
+    class Digits(torch.utils.data.Dataset):
+        def __init__(self, limit: int) -> None:
+            X, y = load_digits(return_X_y=True)
+            self.x = torch.tensor(X[:limit], dtype=torch.float32) / 16.0
+            self.targets = torch.tensor(y[:limit])
+            self.classes = [str(i) for i in range(10)]
+
+        def __len__(self) -> int:
+            return len(self.targets)
+
+        def __getitem__(self, i: int):
+            return self.x[i], self.targets[i]
+
+    @plugin.dataset
+    def digits(*, limit: int = 1797):
+        """sklearn's digits as flat 64-feature vectors."""
+        return Digits(limit)
+
+    @plugin.model
+    def mlp(*, num_classes: int = 10, hidden: int = 64):
+        """A one-hidden-layer MLP on 64 features."""
+        return torch.nn.Sequential(torch.nn.Linear(64, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, num_classes))
+
+    @plugin.transform
+    def scale(*, factor: float = 1.0):
+        return lambda x: x * factor
+
+    @plugin.reader(".csv")
+    def row(path: str):
+        return torch.tensor([float(v) for v in open(path).read().split(",")])
+
+    torchrig.register_plugin(plugin, source="tests")
+    yield plugin
+    _plugins.reset()

@@ -32,6 +32,17 @@ if TYPE_CHECKING:
     from ._checkpoint import load_state, load_weights, save_state, save_weights
     from ._loop import History, Trainer
     from ._metrics import METRIC_NAMES
+    from ._plugins import plugin_statuses, register_plugin
+    from ._recipe import Recipe, load_recipe
+    from ._registry import (
+        Plugin,
+        get_dataset,
+        get_model,
+        get_transform,
+        list_datasets,
+        list_models,
+        list_transforms,
+    )
     from ._seed import seed_everything, seed_worker
 
 __all__ = [
@@ -47,6 +58,17 @@ __all__ = [
     "CSVLogger",
     "TensorBoardLogger",
     "METRIC_NAMES",
+    "Plugin",
+    "get_model",
+    "get_dataset",
+    "get_transform",
+    "list_models",
+    "list_datasets",
+    "list_transforms",
+    "register_plugin",
+    "plugin_statuses",
+    "Recipe",
+    "load_recipe",
     "seed_everything",
     "seed_worker",
     "save_weights",
@@ -66,6 +88,17 @@ _LAZY = {
     "CSVLogger": "._callbacks",
     "TensorBoardLogger": "._callbacks",
     "METRIC_NAMES": "._metrics",
+    "Plugin": "._registry",
+    "get_model": "._registry",
+    "get_dataset": "._registry",
+    "get_transform": "._registry",
+    "list_models": "._registry",
+    "list_datasets": "._registry",
+    "list_transforms": "._registry",
+    "register_plugin": "._plugins",
+    "plugin_statuses": "._plugins",
+    "Recipe": "._recipe",
+    "load_recipe": "._recipe",
     "seed_everything": "._seed",
     "seed_worker": "._seed",
     "save_weights": "._checkpoint",

@@ -1,31 +1,160 @@
-"""The ``torchrig`` command line. It imports torch only inside the commands that need it."""
+"""The ``torchrig`` command line. torch and plugins are imported only by the commands that need
+them, so ``torchrig --help`` answers at once."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
+from ._errors import TorchrigError
 from ._version import __version__
 
 DESCRIPTION = """\
 torchrig: train, evaluate and predict with PyTorch models from YAML recipes.
 
-The Python API is available now (torchrig.Trainer); the recipe commands
-(list, info, plugins, train, evaluate, predict) arrive with the plugin system."""
+examples:
+  torchrig list models --plugin vision
+  torchrig info vision/small_cnn
+  torchrig train recipes/vision/digits.yaml --set trainer.max_epochs=3
+  torchrig evaluate runs/digits --split test
+  torchrig predict runs/digits photo.png"""
+
+KINDS = ("models", "datasets", "transforms")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="torchrig", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(prog="torchrig", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"torchrig {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list registered models, datasets and transforms")
+    p.add_argument("kind", nargs="?", choices=KINDS, help="only this kind")
+    p.add_argument("pattern", nargs="?", help="a glob on names, e.g. '*resnet*'")
+    p.add_argument("--plugin", help="only this plugin's components")
+
+    p = sub.add_parser("info", help="a component's parameters and documentation")
+    p.add_argument("name", help="e.g. vision/small_cnn")
+
+    sub.add_parser("plugins", help="each plugin: distribution, version, loaded or the error")
+
+    p = sub.add_parser("train", help="train a recipe into a run dir")
+    p.add_argument("recipe", help="a recipe YAML file")
+    p.add_argument("--out", help="the run dir (default: runs/<recipe name>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe key, e.g. --set data.batch_size=128 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+
+    p = sub.add_parser("evaluate", help="recompute metrics from a run dir")
+    p.add_argument("run_dir")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("predict", help="predict files (or '-' for text lines on stdin) with a run dir's model")
+    p.add_argument("run_dir")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--top", type=int, default=3, help="how many labels to show (default 3)")
+    p.add_argument("--json", action="store_true", help="print JSON lines")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``torchrig`` console script."""
     parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_help(sys.stdout)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stdout)
+        return 0
+    try:
+        return COMMANDS[args.command](args)
+    except TorchrigError as exc:
+        print(f"torchrig: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("torchrig: interrupted", file=sys.stderr)
+        return 130
+
+
+def _list(args: argparse.Namespace) -> int:
+    from ._registry import list_components
+
+    kinds = [args.kind] if args.kind else list(KINDS)
+    for kind in kinds:
+        names = list_components(kind[:-1], args.pattern, plugin=args.plugin)
+        print(f"{kind} ({len(names)}):")
+        by_plugin: dict[str, list[str]] = {}
+        for name in names:
+            by_plugin.setdefault(name.split("/", 1)[0], []).append(name)
+        for plugin, group in by_plugin.items():
+            print(f"  {plugin}: " + ", ".join(n.split("/", 1)[1] for n in group))
+    _report_failures()
     return 0
+
+
+def _report_failures() -> None:
+    from ._plugins import plugin_statuses
+
+    for s in plugin_statuses():
+        if s.state == "failed":
+            print(f"note: plugin {s.name!r} ({s.source}) failed to load; see `torchrig plugins`.", file=sys.stderr)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from ._registry import component_info
+
+    print(component_info(args.name)[1])
+    return 0
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from ._plugins import plugin_statuses
+
+    statuses = plugin_statuses()
+    if not statuses:
+        print("no plugins installed (none declares the entry-point group 'torchrig.plugins')")
+    for s in statuses:
+        line = f"{s.name:<10} {s.source:<28} {s.state}"
+        if s.state == "ok":
+            line += f" ({s.components} components)"
+        print(line)
+        if s.state == "failed":
+            print(f"           error: {s.error}\n           fix:   {s.hint}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ._recipe import load_recipe
+    from ._run import train
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    train(recipe, out=args.out, resume=args.resume, progress_bar=not args.quiet)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ._run import evaluate, format_scores
+
+    scores = evaluate(args.run_dir, split=args.split)
+    print(json.dumps(scores) if args.json else format_scores({args.split: scores}))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from ._run import predict
+
+    for result in predict(args.run_dir, args.inputs, top_k=args.top):
+        if args.json:
+            print(json.dumps(result))
+        elif "top" in result:
+            labels = "  ".join(f"{name} {p:.3f}" for name, p in result["top"])
+            print(f"{result['input']}: {labels}")
+        else:
+            print(f"{result['input']}: {result['value']}")
+    return 0
+
+
+COMMANDS = {"list": _list, "info": _info, "plugins": _plugins, "train": _train,
+            "evaluate": _evaluate, "predict": _predict}

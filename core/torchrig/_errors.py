@@ -17,7 +17,7 @@ class TorchrigError(Exception):
 
 def did_you_mean(name: str, choices: Iterable[str], *, n: int = 3) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest matches of ``name``, or ``""``."""
-    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.5)
+    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.6)
     if not close:
         return ""
     return " Did you mean " + " or ".join(repr(c) for c in close) + "?"

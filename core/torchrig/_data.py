@@ -1,0 +1,134 @@
+"""Building a recipe's data: datasets per split (own or carved), transforms, loaders."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ._errors import TorchrigError
+from ._recipe import Recipe, component
+from ._registry import get_component, get_entry
+
+SPLITS = ("train", "val", "test")
+
+
+class TransformedDataset(Dataset):
+    """Apply ``transform`` to each sample's inputs (not its target); keep ``classes``."""
+
+    def __init__(self, dataset: Dataset, transform: Callable | None) -> None:
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        inputs, target = self.dataset[index]
+        return (self.transform(inputs) if self.transform is not None else inputs), target
+
+
+def targets_of(dataset: Dataset) -> list[Any]:
+    """The targets of every sample: the dataset's ``targets`` if it has them, else read them."""
+    if isinstance(dataset, Subset):
+        base = targets_of(dataset.dataset)
+        return [base[i] for i in dataset.indices]
+    targets = getattr(dataset, "targets", None)
+    if targets is not None:
+        return [int(t) if isinstance(t, torch.Tensor) and t.ndim == 0 else t for t in targets]
+    return [_plain(dataset[i][1]) for i in range(len(dataset))]
+
+
+def _plain(t: Any) -> Any:
+    return t.item() if isinstance(t, torch.Tensor) and t.ndim == 0 else t
+
+
+def carve(dataset: Dataset, fractions: dict[str, float], *, seed: int, stratify: bool) -> dict[str, Subset]:
+    """Split ``dataset`` into ``train`` and the named fractions, seeded (and stratified by class).
+
+    The split depends only on ``seed`` and the targets, so evaluate/predict can recompute it.
+    """
+    n = len(dataset)
+    generator = torch.Generator().manual_seed(seed)
+    groups: list[list[int]]
+    if stratify:
+        by_class: dict[Any, list[int]] = {}
+        for i, t in enumerate(targets_of(dataset)):
+            by_class.setdefault(t, []).append(i)
+        groups = [by_class[k] for k in sorted(by_class, key=str)]
+    else:
+        groups = [list(range(n))]
+    parts: dict[str, list[int]] = {name: [] for name in ("train", *fractions)}
+    for group in groups:
+        order = [group[i] for i in torch.randperm(len(group), generator=generator).tolist()]
+        start = 0
+        for name, fraction in fractions.items():
+            count = round(fraction * len(group))
+            parts[name] += order[start:start + count]
+            start += count
+        parts["train"] += order[start:]
+    for name, idx in parts.items():
+        if not idx:
+            raise TorchrigError(f"The {name} split is empty: the dataset has {n} samples. "
+                                "Lower data.split fractions or use a larger dataset.")
+    return {name: Subset(dataset, sorted(idx)) for name, idx in parts.items()}
+
+
+def build_splits(recipe: Recipe) -> tuple[dict[str, Dataset], list[str] | None]:
+    """The train/val/test datasets (before transforms) and the class names, if any."""
+    data = recipe["data"]
+    name, kwargs = component(data["dataset"])
+    builder = get_entry("dataset", name).builder
+    splits: dict[str, Dataset] = {}
+    try:
+        if "split" in inspect.signature(builder).parameters:
+            for split in SPLITS:
+                ds = get_component("dataset", name, split=split, **kwargs)
+                if ds is not None:
+                    splits[split] = ds
+        else:
+            splits["train"] = get_component("dataset", name, **kwargs)
+    except TorchrigError:
+        raise
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise recipe.error(("data", "dataset"), f"building {name!r} failed: {exc}") from exc
+    if "train" not in splits:
+        raise recipe.error(("data", "dataset"), f"{name!r} has no 'train' split.")
+    classes = getattr(splits["train"], "classes", None)
+    fractions = {s: float(data["split"].get(s, 0)) for s in ("val", "test")
+                 if s not in splits and float(data["split"].get(s, 0)) > 0}
+    if fractions:
+        carved = carve(splits["train"], fractions, seed=int(recipe["seed"]),
+                       stratify=recipe["task"] == "classification")
+        splits.update(carved)
+    return splits, list(map(str, classes)) if classes is not None else None
+
+
+def build_transform(value: Any) -> Callable | None:
+    if value is None:
+        return None
+    name, kwargs = component(value)
+    return get_component("transform", name, **kwargs)
+
+
+def make_loader(dataset: Dataset, recipe: Recipe, *, train: bool, device: torch.device,
+                generator: torch.Generator | None = None, collate_fn: Callable | None = None) -> DataLoader:
+    data = recipe["data"]
+    batch_size = data["batch_size"] if train else data.get("eval_batch_size", data["batch_size"])
+    workers = int(data["num_workers"])
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=train, num_workers=workers,
+        pin_memory=device.type == "cuda", generator=generator if train else None,
+        persistent_workers=workers > 0, collate_fn=collate_fn,
+    )
+
+
+def collate_of(dataset: Dataset) -> Callable | None:
+    """A dataset may carry its own ``collate_fn`` (e.g. padding variable-length samples)."""
+    while isinstance(dataset, (Subset, TransformedDataset)):
+        found = getattr(dataset, "collate_fn", None)
+        if found is not None:
+            return found
+        dataset = dataset.dataset
+    return getattr(dataset, "collate_fn", None)

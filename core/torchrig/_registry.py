@@ -1,0 +1,284 @@
+"""The registry of named components: one dict per kind, filled by plugins, read-only outside.
+
+Names are ``plugin/name`` (``vision/resnet18``). A :class:`Plugin` collects builders with
+decorators; nothing is registered globally until the plugin is loaded (see ``_plugins``), so
+importing a plugin module has no side effect.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from ._errors import TorchrigError, did_you_mean
+
+__all__ = [
+    "Plugin",
+    "get_model",
+    "get_dataset",
+    "get_transform",
+    "get_component",
+    "list_models",
+    "list_datasets",
+    "list_transforms",
+    "list_components",
+    "component_info",
+    "KINDS",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+KINDS = ("model", "dataset", "transform")
+_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered builder and where it came from."""
+
+    name: str  # "plugin/name"
+    kind: str
+    builder: Callable[..., Any]
+    plugin: str
+    source: str  # the distribution (or module) that registered it, for conflict messages
+
+
+class Plugin:
+    """A named group of builders, exposed by a plugin module as ``plugin = Plugin("acme")``.
+
+    Args:
+        name: the prefix of every component name (``acme`` -> ``acme/wide_mlp``): lowercase
+            letters, digits, ``_``, ``-`` and ``.``.
+
+    Example::
+
+        plugin = torchrig.Plugin("acme")
+
+        @plugin.model
+        def wide_mlp(*, num_classes: int = 10, width: int = 512) -> nn.Module:
+            "A two-layer MLP."
+            return nn.Sequential(nn.LazyLinear(width), nn.ReLU(), nn.Linear(width, num_classes))
+    """
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise TorchrigError(
+                f"Plugin name {name!r} is not valid: use lowercase letters, digits, '_', '-' or '.', "
+                "starting with a letter (e.g. Plugin('acme'))."
+            )
+        self.name = name
+        self.entries: dict[tuple[str, str], Callable[..., Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"Plugin({self.name!r}, {len(self.entries)} components)"
+
+    def register(self, kind: str, fn: F | None = None, *, name: str | None = None) -> Any:
+        """Register ``fn`` as a builder of ``kind`` under ``plugin/name`` (default: its own name).
+
+        Usable as ``@plugin.register("collate")`` or ``plugin.register("model", fn, name="x")``.
+        Registering one name twice in a plugin raises.
+        """
+
+        def decorator(fn: F) -> F:
+            key = name or fn.__name__
+            if not _NAME.match(key):
+                raise TorchrigError(f"Component name {key!r} in plugin {self.name!r} is not valid; "
+                                    "use lowercase letters, digits, '_', '-' or '.'.")
+            if (kind, key) in self.entries:
+                raise TorchrigError(f"Plugin {self.name!r} registers the {kind} {key!r} twice.")
+            self.entries[(kind, key)] = fn
+            return fn
+
+        return decorator(fn) if fn is not None else decorator
+
+    def model(self, fn: F | None = None, *, name: str | None = None) -> Any:
+        """Register a model builder: keyword sizes (``num_classes``, ...) -> ``nn.Module``."""
+        return self.register("model", fn, name=name)
+
+    def dataset(self, fn: F | None = None, *, name: str | None = None) -> Any:
+        """Register a dataset builder -> ``Dataset`` of ``(inputs, target)``; may take ``split``."""
+        return self.register("dataset", fn, name=name)
+
+    def transform(self, fn: F | None = None, *, name: str | None = None) -> Any:
+        """Register a transform builder -> a callable applied to a sample's inputs."""
+        return self.register("transform", fn, name=name)
+
+    def reader(self, *suffixes: str, name: str | None = None) -> Callable[[F], F]:
+        """Register how ``torchrig predict`` reads an input file of these suffixes.
+
+        The function takes a path (or, for the suffix ``"-"``, one line of stdin) and returns a
+        sample's inputs as the plugin's datasets do, before the eval transform.
+
+        Example::
+
+            @plugin.reader(".png", ".jpg")
+            def image(path: str) -> PIL.Image.Image: ...
+        """
+
+        def decorator(fn: F) -> F:
+            fn.suffixes = tuple(s.lower() for s in suffixes)  # type: ignore[attr-defined]
+            return self.register("reader", fn, name=name)
+
+        return decorator
+
+
+class Registry:
+    """All loaded components, by kind. Filled by ``_plugins``; read through ``get_*``/``list_*``."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, Entry]] = {}
+        self.conflicts: dict[str, str] = {}  # name -> the error that names both sources
+
+    def add(self, plugin: Plugin, source: str) -> None:
+        """Add every builder of ``plugin``, or none: a name another source took raises."""
+        new, errors = [], []
+        for (kind, key), fn in plugin.entries.items():
+            full = f"{plugin.name}/{key}"
+            old = self._entries.get(kind, {}).get(full)
+            if old is not None and old.builder is not fn:
+                message = (f"The {kind} {full!r} is registered by both {old.source!r} and {source!r}. "
+                           "Uninstall one of them, or exclude a plugin with TORCHRIG_DISABLE_PLUGINS.")
+                self.conflicts[full] = message
+                errors.append(message)
+            new.append(Entry(full, kind, fn, plugin.name, source))
+        if errors:
+            raise TorchrigError(errors[0] + (f" ({len(errors) - 1} more names clash.)" if len(errors) > 1 else ""))
+        for entry in new:
+            self._entries.setdefault(entry.kind, {})[entry.name] = entry
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.conflicts.clear()
+
+    def view(self, kind: str) -> MappingProxyType:
+        return MappingProxyType(self._entries.get(kind, {}))
+
+    def kinds(self) -> list[str]:
+        return sorted(set(KINDS) | set(self._entries))
+
+
+REGISTRY = Registry()
+
+
+def _table(kind: str) -> MappingProxyType:
+    from ._plugins import load_plugins
+
+    load_plugins()
+    return REGISTRY.view(kind)
+
+
+def get_entry(kind: str, name: str) -> Entry:
+    """The registered :class:`Entry` for ``name``, or an error listing close matches."""
+    table = _table(kind)
+    if name in REGISTRY.conflicts:
+        raise TorchrigError(REGISTRY.conflicts[name])
+    entry = table.get(name)
+    if entry is not None:
+        return entry
+    from ._plugins import plugin_failure
+
+    prefix = name.split("/", 1)[0] if "/" in name else None
+    failure = plugin_failure(prefix) if prefix else None
+    if failure is not None:
+        raise TorchrigError(f"Unknown {kind} {name!r}: {failure}")
+    names = sorted(table)
+    suggestion = did_you_mean(name, names)
+    if not suggestion and "/" not in name:
+        suffixed = [n for n in names if n.split("/", 1)[1] == name]
+        suggestion = did_you_mean(suffixed[0], suffixed) if suffixed else ""
+    shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
+    raise TorchrigError(
+        f"Unknown {kind} {name!r}.{suggestion} Available: {shown or 'none (no plugin registers any)'}. "
+        f"Run `torchrig list {kind}s` to see them all."
+    )
+
+
+def _check_kwargs(entry: Entry, kwargs: dict[str, Any]) -> None:
+    params = inspect.signature(entry.builder).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    for key in kwargs:
+        if key not in params or params[key].kind is inspect.Parameter.POSITIONAL_ONLY:
+            valid = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            raise TorchrigError(
+                f"{entry.kind} {entry.name!r} got an unexpected argument {key!r}.{did_you_mean(key, valid)} "
+                f"It takes: {', '.join(valid) or 'no arguments'}. See `torchrig info {entry.name}`."
+            )
+
+
+def get_component(kind: str, name: str, /, **kwargs: Any) -> Any:
+    """Build the component ``name`` of ``kind`` with ``kwargs`` (checked against its signature)."""
+    entry = get_entry(kind, name)
+    _check_kwargs(entry, kwargs)
+    return entry.builder(**kwargs)
+
+
+def get_model(name: str, /, **kwargs: Any) -> Any:
+    """Build a registered model, e.g. ``get_model("vision/resnet18", num_classes=10)``.
+
+    Raises:
+        TorchrigError: unknown name (with close matches) or an argument the builder does not take.
+    """
+    return get_component("model", name, **kwargs)
+
+
+def get_dataset(name: str, /, **kwargs: Any) -> Any:
+    """Build a registered dataset, e.g. ``get_dataset("vision/digits", split="train")``."""
+    return get_component("dataset", name, **kwargs)
+
+
+def get_transform(name: str, /, **kwargs: Any) -> Any:
+    """Build a registered transform, e.g. ``get_transform("vision/eval_preset", size=32)``."""
+    return get_component("transform", name, **kwargs)
+
+
+def list_components(kind: str, pattern: str | None = None, *, plugin: str | None = None) -> list[str]:
+    """Sorted names of ``kind``, optionally filtered by a glob ``pattern`` and a ``plugin``."""
+    names = sorted(_table(kind))
+    if plugin is not None:
+        names = [n for n in names if n.split("/", 1)[0] == plugin]
+    if pattern is not None:
+        names = [n for n in names if fnmatch.fnmatchcase(n, pattern) or fnmatch.fnmatchcase(n.split("/", 1)[1], pattern)]
+    return names
+
+
+def list_models(pattern: str | None = None, *, plugin: str | None = None) -> list[str]:
+    """Sorted registered model names, e.g. ``list_models("*resnet*", plugin="vision")``."""
+    return list_components("model", pattern, plugin=plugin)
+
+
+def list_datasets(pattern: str | None = None, *, plugin: str | None = None) -> list[str]:
+    """Sorted registered dataset names."""
+    return list_components("dataset", pattern, plugin=plugin)
+
+
+def list_transforms(pattern: str | None = None, *, plugin: str | None = None) -> list[str]:
+    """Sorted registered transform names."""
+    return list_components("transform", pattern, plugin=plugin)
+
+
+def component_info(name: str) -> tuple[Entry, str]:
+    """The entry registered under ``name`` (any kind) and a text: signature and docstring."""
+    from ._plugins import load_plugins
+
+    load_plugins()
+    matches = [REGISTRY.view(k)[name] for k in REGISTRY.kinds() if name in REGISTRY.view(k)]
+    if not matches:
+        get_entry("model", name)  # raises with suggestions (models are asked for most)
+    entry = matches[0]
+    lines = [f"{entry.name}  ({entry.kind}, from {entry.source})", ""]
+    params = inspect.signature(entry.builder).parameters.values()
+    if params:
+        lines.append("Parameters:")
+        for p in params:
+            ann = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
+            ann = "" if p.annotation is p.empty else f": {ann}"
+            default = "" if p.default is p.empty else f" = {p.default!r}"
+            lines.append(f"  {p.name}{ann}{default}")
+        lines.append("")
+    lines.append(inspect.getdoc(entry.builder) or "(no docstring)")
+    return entry, "\n".join(lines)

@@ -1,0 +1,310 @@
+"""Run a recipe: train into a run dir, and evaluate or predict from a run dir alone.
+
+A run dir holds ``recipe.yaml`` (resolved: defaults filled, inferred sizes written in),
+``meta.json`` (class names, task, versions), ``weights.safetensors``, ``state.pt``,
+``metrics.csv``, ``summary.json`` and ``plots/``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._callbacks import CSVLogger, EarlyStopping, ModelCheckpoint
+from ._checkpoint import atomic_write, load_weights
+from ._data import TransformedDataset, build_splits, build_transform, collate_of, make_loader
+from ._device import resolve_device
+from ._errors import TorchrigError
+from ._loop import Trainer
+from ._recipe import Recipe, component, load_recipe, resolve_loss, resolve_optimizer, resolve_scheduler
+from ._registry import REGISTRY, get_component, get_entry
+from ._seed import seed_everything
+from ._version import __version__
+
+RECIPE, META, SUMMARY = "recipe.yaml", "meta.json", "summary.json"
+
+
+# ---------------------------------------------------------------- building
+
+
+def _inject_sizes(recipe: Recipe, classes: list[str] | None) -> None:
+    """Fill ``num_classes`` from the data when the model takes it and the recipe leaves it out."""
+    name, kwargs = component(recipe["model"])
+    params = inspect.signature(get_entry("model", name).builder).parameters
+    if classes is not None and "num_classes" in params and "num_classes" not in kwargs:
+        kwargs["num_classes"] = len(classes)
+    recipe.data["model"] = {"name": name, **kwargs}
+
+
+def build_model(recipe: Recipe) -> torch.nn.Module:
+    name, kwargs = component(recipe["model"])
+    return get_component("model", name, **kwargs)
+
+
+def build_loss(recipe: Recipe) -> Any:
+    name, kwargs = component(recipe["loss"])
+    return resolve_loss(name)(**kwargs)
+
+
+def build_optimizer(recipe: Recipe, model: torch.nn.Module) -> torch.optim.Optimizer:
+    name, kwargs = component(recipe["optimizer"])
+    return resolve_optimizer(name)(model.parameters(), **kwargs)
+
+
+def build_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> tuple[Any, str]:
+    """The scheduler and its interval; sensible lengths are filled in from the recipe."""
+    if recipe.get("scheduler") is None:
+        return None, "epoch"
+    name, kwargs = component(recipe["scheduler"])
+    cls = resolve_scheduler(name)
+    epochs = recipe["trainer"]["max_epochs"]
+    interval = recipe["trainer"].get("scheduler_interval", "epoch")
+    params = inspect.signature(cls).parameters
+    if cls.__name__ == "OneCycleLR":
+        interval = "step"  # OneCycle is defined per optimizer step
+        kwargs.setdefault("max_lr", [g["lr"] for g in optimizer.param_groups])
+        kwargs.setdefault("total_steps", epochs * steps_per_epoch)
+    if "T_max" in params:
+        kwargs.setdefault("T_max", epochs * steps_per_epoch if interval == "step" else epochs)
+    if "total_iters" in params and cls.__name__ in ("PolynomialLR",):
+        kwargs.setdefault("total_iters", epochs * steps_per_epoch if interval == "step" else epochs)
+    return cls(optimizer, **kwargs), interval
+
+
+class _Built:
+    """Everything a run needs, built from a recipe (shared by train, evaluate and predict)."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        self.recipe = recipe
+        trainer_cfg = recipe["trainer"]
+        self.splits, self.classes = build_splits(recipe)
+        self.train_transform = build_transform(recipe["data"].get("train_transform"))
+        self.eval_transform = build_transform(recipe["data"].get("eval_transform"))
+        self.collate = collate_of(self.splits["train"])
+        self.device = resolve_device(trainer_cfg["device"])
+
+    def loader(self, split: str, *, train: bool = False, generator: torch.Generator | None = None) -> Any:
+        transform = self.train_transform if train else self.eval_transform
+        dataset = TransformedDataset(self.splits[split], transform)
+        return make_loader(dataset, self.recipe, train=train, device=self.device, generator=generator,
+                           collate_fn=self.collate)
+
+
+# ---------------------------------------------------------------- train
+
+
+def default_run_dir(recipe: Recipe, resume: bool) -> Path:
+    base = Path("runs") / str(recipe["name"])
+    if resume or not (base / "state.pt").exists():
+        return base
+    n = 2
+    while (Path("runs") / f"{recipe['name']}-{n}" / "state.pt").exists():
+        n += 1
+    return Path("runs") / f"{recipe['name']}-{n}"
+
+
+def train(recipe: Recipe, *, out: str | Path | None = None, resume: bool = False,
+          progress_bar: bool = True) -> Path:
+    """Train a recipe into a run dir and return its path (see the module docstring)."""
+    started = time.time()
+    run_dir = Path(out) if out is not None else default_run_dir(recipe, resume)
+    if resume and not (run_dir / "state.pt").is_file():
+        raise TorchrigError(f"--resume: no training state in {str(run_dir)!r} (no state.pt). "
+                            "Pass the run dir of the interrupted run with --out DIR.")
+    if not resume and (run_dir / "state.pt").exists():
+        raise TorchrigError(f"{str(run_dir)!r} already holds a run. Add --resume to continue it, "
+                            "or choose another --out.")
+    seed = int(recipe["seed"])
+    generator = seed_everything(seed)
+    built = _Built(recipe)
+    _inject_sizes(recipe, built.classes)
+    cfg = recipe["trainer"]
+    train_loader = built.loader("train", train=True, generator=generator)
+    val_loader = built.loader("val") if "val" in built.splits else None
+
+    model = build_model(recipe)
+    loss_fn = build_loss(recipe)
+    optimizer = build_optimizer(recipe, model)
+    scheduler, interval = build_scheduler(recipe, optimizer, len(train_loader))
+    monitor = cfg.get("monitor", "val_loss" if val_loader is not None else "train_loss")
+    mode = cfg.get("mode", "min" if monitor.endswith("loss") else "max")
+    callbacks: list[Any] = [ModelCheckpoint(run_dir, monitor=monitor, mode=mode), CSVLogger(run_dir / "metrics.csv")]
+    if cfg.get("early_stopping") is not None:
+        es = cfg["early_stopping"]
+        callbacks.append(EarlyStopping(monitor, mode=mode, patience=es.get("patience", 3),
+                                       min_delta=es.get("min_delta", 0.0)))
+    trainer = Trainer(
+        max_epochs=cfg["max_epochs"], device=cfg["device"], precision=cfg["precision"],
+        accumulate_grad_batches=cfg.get("accumulate_grad_batches", 1),
+        gradient_clip_val=cfg.get("gradient_clip_val"),
+        gradient_clip_algorithm=cfg.get("gradient_clip_algorithm", "norm"),
+        scheduler_interval=interval, on_nan=cfg.get("on_nan", "raise"),
+        callbacks=callbacks, progress_bar=progress_bar,
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(run_dir / RECIPE, recipe.to_yaml().encode())
+    meta = {"task": recipe["task"], "classes": built.classes, "dataset": component(recipe["data"]["dataset"])[0],
+            "sizes": {s: len(d) for s, d in built.splits.items()}}
+    atomic_write(run_dir / META, json.dumps(meta, indent=2).encode())
+
+    history = trainer.fit(model, train_loader, loss_fn, optimizer, val_loader=val_loader, scheduler=scheduler,
+                          metrics=recipe["metrics"], resume=resume)
+
+    # Final numbers with the kept (best) weights, on every held-out split.
+    model.load_state_dict(load_weights(run_dir / ModelCheckpoint.WEIGHTS, device="cpu"))
+    scores = {}
+    for split in ("val", "test"):
+        if split in built.splits:
+            scores[split] = trainer.evaluate(model, built.loader(split), loss_fn, metrics=recipe["metrics"])
+    plots = run_dir / "plots"
+    from ._plots import confusion_matrix, learning_curves
+
+    learning_curves(list(history), plots / "learning_curves.png")
+    if recipe["task"] == "classification" and built.classes:
+        split = "test" if "test" in built.splits else ("val" if "val" in built.splits else "train")
+        loader = built.loader(split)
+        pred = trainer.predict(model, loader).argmax(1)
+        target = torch.cat([torch.as_tensor(t) for _, t in loader])
+        confusion_matrix(target, pred, built.classes, plots / "confusion_matrix.png", title=f"confusion matrix ({split})")
+    summary = {
+        **scores,
+        "best_epoch": next((cb.best_epoch for cb in callbacks if isinstance(cb, ModelCheckpoint)), None),
+        "epochs": len(history),
+        "wall_time_s": round(time.time() - started, 2),
+        "device": str(trainer.device),
+        "precision": trainer.precision,
+        "classes": built.classes,
+        "versions": versions(),
+    }
+    atomic_write(run_dir / SUMMARY, json.dumps(summary, indent=2).encode())
+    print(format_scores(scores))
+    print(f"run dir: {run_dir}   (plots in {plots})")
+    return run_dir
+
+
+def versions() -> dict[str, str]:
+    from ._plugins import plugin_statuses
+
+    found = {"torchrig": __version__, "torch": torch.__version__, "python": platform.python_version()}
+    for status in plugin_statuses():
+        if status.state == "ok" and status.distribution and status.distribution != "torchrig":
+            found[status.distribution] = status.version or "?"
+    return found
+
+
+def format_scores(scores: dict[str, dict[str, float]]) -> str:
+    """A small table: one row per split, one column per metric."""
+    if not scores:
+        return "(no held-out split to score)"
+    columns = list(dict.fromkeys(k for row in scores.values() for k in row))
+    lines = ["split".ljust(7) + "".join(c.ljust(12) for c in columns)]
+    for split, row in scores.items():
+        lines.append(split.ljust(7) + "".join(_fmt(row.get(c)).ljust(12) for c in columns))
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+# ---------------------------------------------------------------- from a run dir
+
+
+def open_run(run_dir: str | Path) -> tuple[Recipe, dict[str, Any]]:
+    """The resolved recipe and meta of a run dir, with a clear error if it is not one."""
+    run_dir = Path(run_dir)
+    missing = [f for f in (RECIPE, META, ModelCheckpoint.WEIGHTS) if not (run_dir / f).is_file()]
+    if missing:
+        raise TorchrigError(f"{str(run_dir)!r} is not a torchrig run dir: missing {', '.join(missing)}. "
+                            "Pass the folder that `torchrig train` printed as 'run dir'.")
+    recipe = load_recipe(run_dir / RECIPE)
+    meta = json.loads((run_dir / META).read_text())
+    return recipe, meta
+
+
+def _load_model(recipe: Recipe, run_dir: Path, device: torch.device) -> torch.nn.Module:
+    model = build_model(recipe)
+    model.load_state_dict(load_weights(run_dir / ModelCheckpoint.WEIGHTS))
+    return model.to(device).eval()
+
+
+def evaluate(run_dir: str | Path, *, split: str = "test") -> dict[str, float]:
+    """Recompute a split's loss and metrics from the run dir alone."""
+    run_dir = Path(run_dir)
+    recipe, _ = open_run(run_dir)
+    built = _Built(recipe)
+    if split not in built.splits:
+        raise TorchrigError(f"Split {split!r} does not exist in this run; it has {', '.join(built.splits)}.")
+    trainer = Trainer(device=recipe["trainer"]["device"], precision=recipe["trainer"]["precision"], progress_bar=False)
+    model = _load_model(recipe, run_dir, trainer.device)
+    return trainer.evaluate(model, built.loader(split), build_loss(recipe), metrics=recipe["metrics"])
+
+
+def _reader_for(plugin: str, item: str) -> Any:
+    readers = [e for e in REGISTRY.view("reader").values() if e.plugin == plugin]
+    suffix = "-" if item == "-" else Path(item).suffix.lower()
+    for entry in readers:
+        if suffix in getattr(entry.builder, "suffixes", ()):
+            return entry.builder
+    known = sorted({s for e in readers for s in getattr(e.builder, "suffixes", ())})
+    if not readers:
+        raise TorchrigError(f"The plugin {plugin!r} registers no input reader, so `torchrig predict` "
+                            "cannot read files for this run.")
+    raise TorchrigError(f"Cannot read {item!r}: the {plugin!r} plugin reads {', '.join(known)}.")
+
+
+def predict(run_dir: str | Path, inputs: Sequence[str], *, top_k: int = 3) -> list[dict[str, Any]]:
+    """Predict each input (a file, or ``-`` for lines on stdin) with a run dir's model.
+
+    Returns:
+        One dict per input: ``{"input": ..., "top": [(label, probability), ...]}`` for
+        classification, ``{"input": ..., "value": [...]}`` for regression.
+    """
+    from ._plugins import load_plugins
+
+    run_dir = Path(run_dir)
+    recipe, meta = open_run(run_dir)
+    load_plugins()
+    plugin = meta["dataset"].split("/", 1)[0]
+    transform = build_transform(recipe["data"].get("eval_transform"))
+    trainer = Trainer(device=recipe["trainer"]["device"], precision=recipe["trainer"]["precision"], progress_bar=False)
+    model = _load_model(recipe, run_dir, trainer.device)
+    classes = meta.get("classes")
+    samples: list[tuple[str, Any]] = []
+    for item in inputs:
+        reader = _reader_for(plugin, item)
+        if item == "-":
+            samples += [(line, reader(line)) for line in sys.stdin.read().splitlines() if line.strip()]
+            continue
+        if not Path(item).is_file():
+            raise TorchrigError(f"No input file at {item!r}.")
+        samples.append((item, reader(item)))
+    results = []
+    for label, raw in samples:
+        x = transform(raw) if transform is not None else raw
+        # (inputs, dummy target): a tuple of inputs is never mistaken for (inputs, target)
+        output = trainer.predict(model, [(_batch_of_one(x), torch.zeros(1))])[0]
+        if recipe["task"] == "classification":
+            probs = output.softmax(-1) if output.numel() > 1 else torch.sigmoid(output)
+            k = min(top_k, probs.numel())
+            p, idx = probs.topk(k)
+            names = [classes[i] if classes else str(i) for i in idx.tolist()]
+            results.append({"input": label, "top": [(n, float(v)) for n, v in zip(names, p)]})
+        else:
+            results.append({"input": label, "value": output.tolist()})
+    return results
+
+
+def _batch_of_one(x: Any) -> Any:
+    from torch.utils.data import default_collate
+
+    return default_collate([x])

@@ -1,0 +1,112 @@
+"""Recipes end to end through the CLI: train -> run dir -> evaluate / predict, resume, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from torchrig._cli import main
+
+RECIPE = """\
+name: digits-mlp
+data:
+  dataset: {name: t/digits}
+  split: {val: 0.15, test: 0.2}
+  train_transform: {name: t/scale, factor: 1.0}
+  batch_size: 32
+model: {name: t/mlp, hidden: 64}
+optimizer: {name: adamw, lr: 0.005}
+scheduler: cosine
+metrics: [accuracy, f1]
+trainer: {max_epochs: 6, early_stopping: {patience: 3}}
+"""
+
+
+@pytest.fixture
+def recipe_file(tmp_path, monkeypatch, rig_plugin):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "digits.yaml"
+    path.write_text(RECIPE)
+    return path
+
+
+def test_train_writes_a_self_describing_run_dir(recipe_file, tmp_path, capsys):
+    assert main(["train", str(recipe_file), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "runs" / "digits-mlp"
+    assert f"run dir: {run.relative_to(tmp_path)}" in out and "test" in out and "accuracy" in out
+    for name in ("recipe.yaml", "meta.json", "weights.safetensors", "state.pt", "metrics.csv",
+                 "summary.json", "plots/learning_curves.png", "plots/confusion_matrix.png"):
+        assert (run / name).is_file(), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test"]["accuracy"] > 0.9 and set(summary["test"]) == {"loss", "accuracy", "f1"}
+    assert summary["classes"] == [str(i) for i in range(10)] and summary["device"] == "cpu"
+    assert summary["versions"]["torch"] and summary["wall_time_s"] > 0
+    assert "num_classes: 10" in (run / "recipe.yaml").read_text()  # inferred, then written down
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert len(rows) == summary["epochs"]
+
+    assert main(["evaluate", str(run), "--split", "test", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["accuracy"] == pytest.approx(summary["test"]["accuracy"])
+    assert scores["loss"] == pytest.approx(summary["test"]["loss"], rel=1e-5)
+
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    sample = tmp_path / "seven.csv"
+    sample.write_text(",".join(str(v / 16) for v in X[y == 7][0]))
+    assert main(["predict", str(run), str(sample), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["top"][0][0] == "7" and 0.5 < result["top"][0][1] <= 1.0 and len(result["top"]) == 3
+    assert main(["predict", str(run), str(sample), "--top", "2"]) == 0
+    assert capsys.readouterr().out.startswith(f"{sample}: 7 ")
+
+
+def test_set_and_out_and_resume(recipe_file, tmp_path, capsys):
+    out = tmp_path / "custom"
+    assert main(["train", str(recipe_file), "--out", str(out), "--quiet", "--set", "trainer.max_epochs=2",
+                 "--set", "trainer.early_stopping=null"]) == 0
+    assert len(list(csv.DictReader((out / "metrics.csv").open()))) == 2
+    assert main(["train", str(recipe_file), "--out", str(out), "--quiet"]) == 2
+    assert "already holds a run. Add --resume" in capsys.readouterr().err
+    assert main(["train", str(recipe_file), "--out", str(out), "--resume", "--quiet",
+                 "--set", "trainer.max_epochs=4", "--set", "trainer.early_stopping=null"]) == 0
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+
+
+def test_run_dir_errors(recipe_file, tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "is not a torchrig run dir: missing recipe.yaml, meta.json, weights.safetensors" in capsys.readouterr().err
+    assert main(["train", str(recipe_file), "--out", str(tmp_path / "nothing"), "--resume"]) == 2
+    assert "--resume: no training state in" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "nope.yaml")]) == 2
+    assert "No recipe file at" in capsys.readouterr().err
+
+
+def test_predict_rejects_unknown_inputs(recipe_file, tmp_path, capsys):
+    main(["train", str(recipe_file), "--quiet", "--set", "trainer.max_epochs=1"])
+    run = tmp_path / "runs" / "digits-mlp"
+    capsys.readouterr()
+    assert main(["predict", str(run), "photo.png"]) == 2
+    assert "Cannot read 'photo.png': the 't' plugin reads .csv" in capsys.readouterr().err
+    assert main(["predict", str(run), "missing.csv"]) == 2
+    assert "No input file at 'missing.csv'" in capsys.readouterr().err
+
+
+def test_list_info_plugins(rig_plugin, capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "models (1):\n  t: mlp" in out and "datasets (1):\n  t: digits" in out
+    assert main(["list", "models", "--plugin", "t"]) == 0
+    assert capsys.readouterr().out == "models (1):\n  t: mlp\n"
+    assert main(["info", "t/mlp"]) == 0
+    out = capsys.readouterr().out
+    assert "num_classes: int = 10" in out and "A one-hidden-layer MLP" in out
+    assert main(["info", "t/mpl"]) == 2
+    assert "Did you mean 't/mlp'" in capsys.readouterr().err
+    assert main(["plugins"]) == 0
+    assert "t " in capsys.readouterr().out
