@@ -90,3 +90,13 @@ def rig_plugin(monkeypatch):
     torchrig.register_plugin(plugin, source="tests")
     yield plugin
     _plugins.reset()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need CUDA; on machines without it they are skipped, not failed."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -69,23 +69,59 @@ class MetricSet:
                 )
         self.spec = dict(metrics)
         self.metrics: dict[str, Any] | None = None
+        self._signature: tuple | None = None
+        self._outputs: list[torch.Tensor] = []
+        self._targets: list[torch.Tensor] = []
+        self._buffered = 0
 
     def __bool__(self) -> bool:
         return bool(self.spec)
 
+    # Updating torchmetrics costs ~100 us per call whatever the batch size, so batches are
+    # buffered and fed to the metrics in large chunks (bounded, so memory stays small).
+    FLUSH_ELEMENTS = 1 << 21
+
     def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
-        if self.metrics is None:
+        """Add one batch (detached logits or predictions, and targets)."""
+        if not isinstance(output, torch.Tensor) or not isinstance(target, torch.Tensor):
+            raise TorchrigError(
+                f"Metrics need the model output and the target as tensors; got {type(output).__name__} "
+                f"and {type(target).__name__}. Pass metrics=None, or torchmetrics objects that accept them."
+            )
+        self._outputs.append(output.detach())
+        self._targets.append(target.detach())
+        self._buffered += output.numel()
+        if self.metrics is None or self._buffered >= self.FLUSH_ELEMENTS:  # first batch: fail fast
+            self._flush()
+
+    @torch.inference_mode()  # buffered outputs are inference tensors; keep metric states alike
+    def _flush(self) -> None:
+        if not self._outputs:
+            return
+        output = torch.cat(self._outputs) if len(self._outputs) > 1 else self._outputs[0]
+        target = torch.cat(self._targets) if len(self._targets) > 1 else self._targets[0]
+        self._outputs, self._targets, self._buffered = [], [], 0
+        signature = (output.ndim, output.shape[1] if output.ndim > 1 else 0, target.ndim,
+                     target.is_floating_point(), output.device)
+        if self.metrics is None or signature != self._signature:
+            # Built on first use, and again only if the data's shape changes (another model).
             self.metrics = {k: _build(v, output, target).to(output.device) for k, v in self.spec.items()}
-        for name, metric in self.metrics.items():
+            self._signature = signature
+        for metric in self.metrics.values():
             preds, tgt = _align(metric, output, target)
             metric.update(preds, tgt)
 
+    @torch.inference_mode()
     def compute(self) -> dict[str, float]:
+        """The value of every metric over all batches since the last ``reset``."""
+        self._flush()
         if not self.metrics:
             return {}
         return {name: float(m.compute()) for name, m in self.metrics.items()}
 
     def reset(self) -> None:
+        """Forget the accumulated batches (the built metric objects are kept)."""
+        self._outputs, self._targets, self._buffered = [], [], 0
         for m in (self.metrics or {}).values():
             m.reset()
 
