@@ -75,8 +75,10 @@ def carve(dataset: Dataset, fractions: dict[str, float], *, seed: int, stratify:
     return {name: Subset(dataset, sorted(idx)) for name, idx in parts.items()}
 
 
-def build_splits(recipe: Recipe) -> tuple[dict[str, Dataset], list[str] | None]:
-    """The train/val/test datasets (before transforms) and the class names, if any."""
+def build_splits(recipe: Recipe) -> tuple[dict[str, Dataset], dict[str, Any]]:
+    """The train/val/test datasets (before transforms), and what the data says about itself:
+    ``classes`` (label names), ``model_kwargs`` (sizes the model needs, e.g. ``in_channels``) and
+    ``skipped`` (unreadable samples left out, per split)."""
     data = recipe["data"]
     name, kwargs = component(data["dataset"])
     builder = get_entry("dataset", name).builder
@@ -96,13 +98,18 @@ def build_splits(recipe: Recipe) -> tuple[dict[str, Dataset], list[str] | None]:
     if "train" not in splits:
         raise recipe.error(("data", "dataset"), f"{name!r} has no 'train' split.")
     classes = getattr(splits["train"], "classes", None)
+    info = {
+        "classes": list(map(str, classes)) if classes is not None else None,
+        "model_kwargs": dict(getattr(splits["train"], "model_kwargs", {}) or {}),
+        "skipped": {s: len(d.skipped) for s, d in splits.items() if getattr(d, "skipped", None)},
+    }
     fractions = {s: float(data["split"].get(s, 0)) for s in ("val", "test")
                  if s not in splits and float(data["split"].get(s, 0)) > 0}
     if fractions:
         carved = carve(splits["train"], fractions, seed=int(recipe["seed"]),
                        stratify=recipe["task"] == "classification")
         splits.update(carved)
-    return splits, list(map(str, classes)) if classes is not None else None
+    return splits, info
 
 
 def build_transform(value: Any) -> Callable | None:

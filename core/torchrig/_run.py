@@ -36,12 +36,18 @@ RECIPE, META, SUMMARY = "recipe.yaml", "meta.json", "summary.json"
 # ---------------------------------------------------------------- building
 
 
-def _inject_sizes(recipe: Recipe, classes: list[str] | None) -> None:
-    """Fill ``num_classes`` from the data when the model takes it and the recipe leaves it out."""
+def _inject_sizes(recipe: Recipe, info: dict[str, Any]) -> None:
+    """Fill sizes the data implies (``num_classes`` from its classes, and whatever the dataset
+    lists in ``model_kwargs``, e.g. ``in_channels``) when the model builder takes them and the
+    recipe leaves them out. The resolved recipe then records them."""
     name, kwargs = component(recipe["model"])
     params = inspect.signature(get_entry("model", name).builder).parameters
-    if classes is not None and "num_classes" in params and "num_classes" not in kwargs:
-        kwargs["num_classes"] = len(classes)
+    implied = dict(info["model_kwargs"])
+    if info["classes"] is not None:
+        implied["num_classes"] = len(info["classes"])
+    for key, value in implied.items():
+        if key in params and key not in kwargs:
+            kwargs[key] = value
     recipe.data["model"] = {"name": name, **kwargs}
 
 
@@ -86,7 +92,8 @@ class _Built:
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
         trainer_cfg = recipe["trainer"]
-        self.splits, self.classes = build_splits(recipe)
+        self.splits, self.info = build_splits(recipe)
+        self.classes = self.info["classes"]
         self.train_transform = build_transform(recipe["data"].get("train_transform"))
         self.eval_transform = build_transform(recipe["data"].get("eval_transform"))
         self.collate = collate_of(self.splits["train"])
@@ -126,7 +133,7 @@ def train(recipe: Recipe, *, out: str | Path | None = None, resume: bool = False
     seed = int(recipe["seed"])
     generator = seed_everything(seed)
     built = _Built(recipe)
-    _inject_sizes(recipe, built.classes)
+    _inject_sizes(recipe, built.info)
     cfg = recipe["trainer"]
     train_loader = built.loader("train", train=True, generator=generator)
     val_loader = built.loader("val") if "val" in built.splits else None
@@ -183,6 +190,7 @@ def train(recipe: Recipe, *, out: str | Path | None = None, resume: bool = False
         "device": str(trainer.device),
         "precision": trainer.precision,
         "classes": built.classes,
+        "skipped": built.info["skipped"],
         "versions": versions(),
     }
     atomic_write(run_dir / SUMMARY, json.dumps(summary, indent=2).encode())
@@ -249,6 +257,13 @@ def evaluate(run_dir: str | Path, *, split: str = "test") -> dict[str, float]:
     return trainer.evaluate(model, built.loader(split), build_loss(recipe), metrics=recipe["metrics"])
 
 
+def _read(reader: Any, item: str, dataset: dict[str, Any]) -> Any:
+    """Call a plugin's reader; readers that take ``dataset`` get the run's dataset component."""
+    if "dataset" in inspect.signature(reader).parameters:
+        return reader(item, dataset=dataset)
+    return reader(item)
+
+
 def _reader_for(plugin: str, item: str) -> Any:
     readers = [e for e in REGISTRY.view("reader").values() if e.plugin == plugin]
     suffix = "-" if item == "-" else Path(item).suffix.lower()
@@ -279,15 +294,17 @@ def predict(run_dir: str | Path, inputs: Sequence[str], *, top_k: int = 3) -> li
     trainer = Trainer(device=recipe["trainer"]["device"], precision=recipe["trainer"]["precision"], progress_bar=False)
     model = _load_model(recipe, run_dir, trainer.device)
     classes = meta.get("classes")
+    name, kwargs = component(recipe["data"]["dataset"])
+    dataset = {"name": name, **kwargs}
     samples: list[tuple[str, Any]] = []
     for item in inputs:
         reader = _reader_for(plugin, item)
         if item == "-":
-            samples += [(line, reader(line)) for line in sys.stdin.read().splitlines() if line.strip()]
+            samples += [(line, _read(reader, line, dataset)) for line in sys.stdin.read().splitlines() if line.strip()]
             continue
         if not Path(item).is_file():
             raise TorchrigError(f"No input file at {item!r}.")
-        samples.append((item, reader(item)))
+        samples.append((item, _read(reader, item, dataset)))
     results = []
     for label, raw in samples:
         x = transform(raw) if transform is not None else raw

@@ -1,0 +1,201 @@
+"""Datasets: scikit-learn's digits, a folder of images per class, and FakeData; the image reader."""
+
+from __future__ import annotations
+
+import logging
+import os
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+import torchrig
+
+from ._plugin import plugin
+from ._transforms import to_mode
+
+log = logging.getLogger("torchrig.vision")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+SPLIT_NAMES = ("train", "val", "test")
+
+
+class Digits(Dataset):
+    """scikit-learn's 1,797 handwritten 8x8 digits as ``(1, size, size)`` float images in [0, 1]."""
+
+    def __init__(self, size: int = 8) -> None:
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(return_X_y=True)
+        images = torch.tensor(X, dtype=torch.float32).view(-1, 1, 8, 8) / 16.0
+        if size != 8:  # upsample once, up front, instead of in every epoch
+            images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+        self.images = images
+        self.targets = torch.tensor(y)
+        self.classes = [str(i) for i in range(10)]
+        self.model_kwargs = {"in_channels": 1}
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.targets[index]
+
+
+@plugin.dataset
+def digits(*, size: int = 8) -> Dataset:
+    """scikit-learn's bundled handwritten digits (no download): 1,797 greyscale images, classes
+    "0".."9". No own splits: the recipe's ``data.split`` carves val and test (stratified).
+
+    Args:
+        size: image side; 8 is the original, larger sizes are upsampled bilinearly once.
+    """
+    return Digits(size)
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith(".") and not path.name.startswith("__")
+
+
+def _scan(root: Path) -> list[tuple[str, list[Path]]]:
+    """Class folders (sorted by name) and their image files (sorted); hidden entries ignored."""
+    classes = []
+    for folder in sorted((p for p in root.iterdir() if p.is_dir() and _visible(p)), key=lambda p: p.name):
+        files = sorted(
+            (p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+             and all(_visible(part) for part in p.relative_to(folder).parents if part != Path("."))
+             and _visible(p)),
+            key=lambda p: str(p),
+        )
+        classes.append((unicodedata.normalize("NFC", folder.name), files))
+    return classes
+
+
+def _check_image(path: Path) -> str | None:
+    """None if PIL can identify and verify the file, else the reason."""
+    try:
+        with Image.open(path) as img:
+            img.verify()
+        return None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+class ImageFolder(Dataset):
+    """Images in ``root/<class>/...`` as ``(PIL image in L or RGB, class index)``."""
+
+    def __init__(self, root: Path, classes: list[str], files: list[tuple[Path, int]], channels: int,
+                 on_error: str) -> None:
+        self.root, self.classes, self.channels, self.on_error = root, classes, channels, on_error
+        self.skipped: list[str] = []
+        checked = []
+        for path, target in files:
+            problem = _check_image(path)
+            if problem is None:
+                checked.append((path, target))
+            elif on_error == "skip":
+                self.skipped.append(str(path))
+                log.warning("skipping unreadable image %s (%s)", path, problem)
+            else:
+                raise torchrig.TorchrigError(
+                    f"Cannot read image {str(path)!r}: {problem}. Delete or replace the file, or set "
+                    "on_error: skip in the dataset to skip unreadable images.")
+        self.samples = checked
+        self.targets = [t for _, t in checked]
+        self.model_kwargs = {"in_channels": channels}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
+        path, target = self.samples[index]
+        try:
+            with Image.open(path) as img:
+                img.load()
+                return to_mode(img, self.channels), target
+        except (OSError, ValueError) as exc:  # passed verify() but fails to decode (truncated)
+            raise torchrig.TorchrigError(f"Cannot decode image {str(path)!r}: {exc}. Delete or replace it.") from exc
+
+
+@plugin.dataset
+def image_folder(*, root: str, split: str = "train", channels: int = 3, on_error: str = "raise") -> Dataset | None:
+    """Your own images, one folder per class: ``root/<class>/<image>``, or with split folders
+    ``root/train/<class>/...``, ``root/val/...`` (and ``root/test/...``), which become the splits.
+
+    Reads JPEG, PNG, BMP, GIF, WebP and TIFF; converts greyscale, RGBA, palette and CMYK images to
+    ``channels`` (3: RGB, 1: greyscale); ignores hidden and non-image files.
+
+    Args:
+        root: the folder.
+        split: "train", "val" or "test" (given by the recipe).
+        channels: 3 or 1; the model's ``in_channels`` follows it.
+        on_error: "raise" stops at an unreadable image and names it; "skip" skips it and counts it
+            in the run summary.
+    """
+    base = Path(os.path.expanduser(root))
+    if not base.is_dir():
+        raise torchrig.TorchrigError(f"vision/image_folder: root {root!r} is not a folder. Point "
+                                     "data.dataset.root at a folder of class folders.")
+    if channels not in (1, 3):
+        raise torchrig.TorchrigError(f"vision/image_folder: channels must be 1 or 3, got {channels!r}.")
+    if on_error not in ("raise", "skip"):
+        raise torchrig.TorchrigError(f"vision/image_folder: on_error must be 'raise' or 'skip', got {on_error!r}.")
+    has_splits = (base / "train").is_dir() and any((base / s).is_dir() for s in ("val", "test"))
+    if not has_splits and split != "train":
+        return None  # no own split: the recipe carves it from train
+    train_classes = [name for name, _ in _scan(base / "train" if has_splits else base)]
+    folder = base / split if has_splits else base
+    if not folder.is_dir():
+        return None
+    found = _scan(folder)
+    unknown = [name for name, _ in found if name not in train_classes]
+    if unknown:
+        raise torchrig.TorchrigError(f"vision/image_folder: {folder} has class folders that train lacks: "
+                                     f"{', '.join(unknown)}. Every class needs training images.")
+    index = {name: i for i, name in enumerate(train_classes)}
+    files = [(path, index[name]) for name, paths in found for path in paths]
+    if not files:
+        raise torchrig.TorchrigError(
+            f"vision/image_folder: no images under {str(folder)!r}. Expected {folder}/<class>/<image> with "
+            f"suffixes {', '.join(IMAGE_SUFFIXES)}.")
+    return ImageFolder(folder, train_classes, files, channels, on_error)
+
+
+class _Fake(Dataset):
+    def __init__(self, data: Any, num_classes: int) -> None:
+        self.data = data
+        self.classes = [str(i) for i in range(num_classes)]
+        self.model_kwargs = {"in_channels": data.image_size[0]}
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        img, target = self.data[index]
+        return img, int(target)
+
+
+@plugin.dataset
+def fake(*, size: int = 64, image_size: int = 32, channels: int = 3, num_classes: int = 4,
+         seed: int = 0) -> Dataset:
+    """torchvision's FakeData: random PIL images with random labels, for smoke tests."""
+    from torchvision.datasets import FakeData
+
+    return _Fake(FakeData(size=size, image_size=(channels, image_size, image_size), num_classes=num_classes,
+                          random_offset=seed), num_classes)
+
+
+@plugin.reader(*IMAGE_SUFFIXES)
+def image(path: str, *, dataset: dict[str, Any] | None = None) -> Any:
+    """An image file, converted as the run's dataset converted its images."""
+    dataset = dataset or {}
+    with Image.open(path) as img:
+        img.load()
+        if dataset.get("name") == "vision/digits":
+            # digits are light strokes on black, 8x8 (or `size`), in [0, 1]
+            size = int(dataset.get("size", 8))
+            grey = to_mode(img, 1).resize((size, size), Image.BILINEAR)
+            return torch.tensor(list(grey.getdata()), dtype=torch.float32).view(1, size, size) / 255.0
+        return to_mode(img, int(dataset.get("channels", 3)))
