@@ -266,6 +266,12 @@ class ModelCheckpoint(Callback):
     def weights_path(self) -> Path:
         return self.dirpath / self.WEIGHTS
 
+    def on_fit_start(self, trainer: Trainer, **kwargs: Any) -> None:
+        from ._checkpoint import remove_stale_temp_files
+
+        if self.dirpath.is_dir():  # left by a process killed mid-write
+            remove_stale_temp_files(self.dirpath)
+
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float], **kwargs: Any) -> None:
         from ._checkpoint import save_weights
 

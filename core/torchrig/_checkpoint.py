@@ -12,7 +12,7 @@ import contextlib
 import io
 import os
 import pickle
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,10 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"  # os entropy: seeded RNGs untouched
     try:
-        with os.fdopen(fd, "wb") as f:
+        # Created inside the try: a Ctrl-C at any point leaves no temp file behind.
+        with open(tmp, "xb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -83,6 +84,16 @@ def save_state(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     buf = io.BytesIO()
     torch.save(state, buf)
     return atomic_write(path, buf.getvalue())
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete temp files that a killed process left in ``folder`` mid-write."""
+    removed = []
+    for tmp in Path(folder).glob(".*." + "?" * 12 + ".tmp"):  # the names atomic_write makes
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
 
 
 def load_state(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -43,11 +43,15 @@ class MetricSet:
     """
 
     def __init__(self, metrics: Iterable[Any] | Mapping[str, Any] | None) -> None:
+        if not metrics:  # importing torchmetrics costs seconds: only when metrics are asked for
+            self.spec: dict[str, Any] = {}
+            self.metrics = None
+            self._signature = None
+            self._outputs, self._targets, self._buffered = [], [], 0
+            return
         import torchmetrics
 
-        if metrics is None:
-            metrics = {}
-        elif isinstance(metrics, str) or isinstance(metrics, torchmetrics.Metric):
+        if isinstance(metrics, str) or isinstance(metrics, torchmetrics.Metric):
             metrics = [metrics]
         if not isinstance(metrics, Mapping):
             named: dict[str, Any] = {}
