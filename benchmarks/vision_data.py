@@ -5,7 +5,7 @@ Target: ratio >= 0.97 (the wrapper costs nothing). Both pipelines read the same 
 (written once into a temporary folder), with the same DataLoader settings, alternating epoch by
 epoch in one process; medians over the timed epochs are compared.
 
-Run: ``python benchmarks/vision_data.py [--images 400] [--size 160] [--repeats 7] [--workers 2]``
+Run: ``python benchmarks/vision_data.py [--images 400] [--size 160] [--repeats 12] [--workers 2]``
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--size", type=int, default=160, help="image height in pixels")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=12)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--check", action="store_true", help="exit 1 if the ratio misses 0.97")
     args = parser.parse_args()
@@ -66,9 +66,10 @@ def main() -> int:
         for ld in loaders.values():  # warm-up: workers, file cache
             epoch_seconds(ld)
         times: dict[str, list[float]] = {k: [] for k in loaders}
-        for _ in range(args.repeats):
-            for name, ld in loaders.items():
-                times[name].append(epoch_seconds(ld))
+        for repeat in range(args.repeats):
+            order = list(loaders) if repeat % 2 else list(loaders)[::-1]  # neither side always first
+            for name in order:
+                times[name].append(epoch_seconds(loaders[name]))
     rate = {k: args.images / statistics.median(v) for k, v in times.items()}
     ratio = rate["torchrig"] / rate["torchvision"]
     for name, r in rate.items():
