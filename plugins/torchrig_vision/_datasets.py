@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 import torchrig
@@ -73,6 +73,13 @@ def _scan(root: Path) -> list[tuple[str, list[Path]]]:
     return classes
 
 
+def upright(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation that phone cameras record, so photos are the right way up."""
+    if img.getexif().get(0x0112, 1) != 1:  # 0x0112: Orientation
+        return ImageOps.exif_transpose(img)
+    return img
+
+
 def _check_image(path: Path) -> str | None:
     """None if PIL can identify and verify the file, else the reason."""
     try:
@@ -114,7 +121,7 @@ class ImageFolder(Dataset):
         try:
             with Image.open(path) as img:
                 img.load()
-                return to_mode(img, self.channels), target
+                return to_mode(upright(img), self.channels), target
         except (OSError, ValueError) as exc:  # passed verify() but fails to decode (truncated)
             raise torchrig.TorchrigError(f"Cannot decode image {str(path)!r}: {exc}. Delete or replace it.") from exc
 
@@ -193,6 +200,7 @@ def image(path: str, *, dataset: dict[str, Any] | None = None) -> Any:
     dataset = dataset or {}
     with Image.open(path) as img:
         img.load()
+        img = upright(img)
         if dataset.get("name") == "vision/digits":
             # digits are light strokes on black, 8x8 (or `size`), in [0, 1]
             size = int(dataset.get("size", 8))

@@ -118,3 +118,15 @@ def test_image_folder_recipe_trains_one_epoch_and_predicts(tmp_path, monkeypatch
     for r in results:
         assert {name for name, _ in r["top"]} == {"blüe", "red things"}
         assert sum(p for _, p in r["top"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    """A phone photo stored sideways with an EXIF 'rotate' tag is read the right way up."""
+    folder = tmp_path / "photos" / "tall"
+    folder.mkdir(parents=True)
+    img = Image.new("RGB", (40, 20), (10, 200, 10))  # stored 40 wide, 20 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    img.save(folder / "phone.jpg", exif=exif.tobytes())
+    ds = torchrig.get_dataset("vision/image_folder", root=str(tmp_path / "photos"))
+    assert ds[0][0].size == (20, 40)
