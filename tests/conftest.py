@@ -83,6 +83,35 @@ def rig_plugin(monkeypatch):
     def scale(*, factor: float = 1.0):
         return lambda x: x * factor
 
+    class Standardize:
+        """Learns per-feature mean and std from the training inputs (a fitted transform)."""
+
+        fits = 0
+
+        def __init__(self) -> None:
+            self.mean = self.std = None
+
+        def fit(self, inputs):
+            X = torch.stack(list(inputs))
+            self.mean, self.std = X.mean(0), X.std(0) + 1e-3
+            Standardize.fits += 1
+            self.model_kwargs = {"hidden": 32}
+
+        def state_dict(self):
+            return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+        def load_state_dict(self, state):
+            self.mean, self.std = torch.tensor(state["mean"]), torch.tensor(state["std"])
+
+        def __call__(self, x):
+            return (x - self.mean) / self.std
+
+    @plugin.transform
+    def standardize():
+        return Standardize()
+
+    plugin.standardize_class = Standardize
+
     @plugin.reader(".csv")
     def row(path: str):
         return torch.tensor([float(v) for v in open(path).read().split(",")])

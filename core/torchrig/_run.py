@@ -21,6 +21,8 @@ import torch
 
 from ._callbacks import CSVLogger, EarlyStopping, ModelCheckpoint
 from ._checkpoint import atomic_write, load_weights
+from torch.utils.data import Dataset, default_collate
+
 from ._data import TransformedDataset, build_splits, build_transform, collate_of, make_loader
 from ._device import resolve_device
 from ._errors import TorchrigError
@@ -30,7 +32,7 @@ from ._registry import REGISTRY, get_component, get_entry
 from ._seed import seed_everything
 from ._version import __version__
 
-RECIPE, META, SUMMARY = "recipe.yaml", "meta.json", "summary.json"
+RECIPE, META, SUMMARY, FITTED = "recipe.yaml", "meta.json", "summary.json", "fitted.json"
 
 
 # ---------------------------------------------------------------- building
@@ -86,24 +88,68 @@ def build_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, steps_per_
     return cls(optimizer, **kwargs), interval
 
 
-class _Built:
-    """Everything a run needs, built from a recipe (shared by train, evaluate and predict)."""
+def build_transforms(recipe: Recipe) -> tuple[Any, Any]:
+    """The train and eval transforms; one object when the recipe gives the same component."""
+    data = recipe["data"]
+    train_t = build_transform(data.get("train_transform"))
+    same = data.get("eval_transform") == data.get("train_transform")
+    return train_t, (train_t if same else build_transform(data.get("eval_transform")))
 
-    def __init__(self, recipe: Recipe) -> None:
+
+def fit_transforms(transforms: tuple[Any, Any], run_dir: Path, train_data: Dataset | None) -> dict[str, Any]:
+    """Fit transforms that learn from data (a tokenizer's vocabulary), or reload their state.
+
+    A transform with ``fit(inputs)``, ``state_dict()`` and ``load_state_dict(state)`` is fitted on
+    the training split's inputs once; its state goes into ``run_dir/fitted.json`` so that resume,
+    evaluate and predict reproduce it exactly. Returns what the fitted transforms tell the model
+    (their ``model_kwargs``, e.g. ``vocab_size``).
+    """
+    path = run_dir / FITTED
+    saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    fitted, changed, implied = {}, False, {}
+    for key, transform in zip(("train_transform", "eval_transform"), transforms):
+        if transform is None or not hasattr(transform, "fit") or any(transform is t for t in fitted.values()):
+            continue
+        if key in saved:
+            transform.load_state_dict(saved[key])
+        elif train_data is not None:
+            transform.fit(_inputs(train_data))
+            saved[key], changed = transform.state_dict(), True
+        else:
+            raise TorchrigError(f"{str(run_dir)!r} lacks the fitted state of its {key} ({FITTED}); "
+                                "the run did not finish its set-up. Train it again.")
+        fitted[key] = transform
+        implied.update(getattr(transform, "model_kwargs", None) or {})
+    if changed:
+        atomic_write(path, json.dumps(saved).encode("utf-8"))
+    return implied
+
+
+def _inputs(dataset: Dataset) -> Any:
+    for i in range(len(dataset)):
+        yield dataset[i][0]
+
+
+class _Built:
+    """Everything a run needs, built from a recipe (shared by train and evaluate)."""
+
+    def __init__(self, recipe: Recipe, run_dir: Path) -> None:
         self.recipe = recipe
-        trainer_cfg = recipe["trainer"]
         self.splits, self.info = build_splits(recipe)
         self.classes = self.info["classes"]
-        self.train_transform = build_transform(recipe["data"].get("train_transform"))
-        self.eval_transform = build_transform(recipe["data"].get("eval_transform"))
-        self.collate = collate_of(self.splits["train"])
-        self.device = resolve_device(trainer_cfg["device"])
+        self.train_transform, self.eval_transform = build_transforms(recipe)
+        train_raw = self.splits["train"]
+        self.info["model_kwargs"].update(
+            fit_transforms((self.train_transform, self.eval_transform), run_dir, train_raw))
+        self.collate = collate_of(train_raw)
+        self.device = resolve_device(recipe["trainer"]["device"])
 
     def loader(self, split: str, *, train: bool = False, generator: torch.Generator | None = None) -> Any:
         transform = self.train_transform if train else self.eval_transform
         dataset = TransformedDataset(self.splits[split], transform)
+        collate = self.collate or getattr(transform, "collate_fn", None)
         return make_loader(dataset, self.recipe, train=train, device=self.device, generator=generator,
-                           collate_fn=self.collate)
+                           collate_fn=collate)
 
 
 # ---------------------------------------------------------------- train
@@ -132,7 +178,8 @@ def train(recipe: Recipe, *, out: str | Path | None = None, resume: bool = False
                             "or choose another --out.")
     seed = int(recipe["seed"])
     generator = seed_everything(seed)
-    built = _Built(recipe)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    built = _Built(recipe, run_dir)
     _inject_sizes(recipe, built.info)
     cfg = recipe["trainer"]
     train_loader = built.loader("train", train=True, generator=generator)
@@ -249,7 +296,7 @@ def evaluate(run_dir: str | Path, *, split: str = "test") -> dict[str, float]:
     """Recompute a split's loss and metrics from the run dir alone."""
     run_dir = Path(run_dir)
     recipe, _ = open_run(run_dir)
-    built = _Built(recipe)
+    built = _Built(recipe, run_dir)
     if split not in built.splits:
         raise TorchrigError(f"Split {split!r} does not exist in this run; it has {', '.join(built.splits)}.")
     trainer = Trainer(device=recipe["trainer"]["device"], precision=recipe["trainer"]["precision"], progress_bar=False)
@@ -290,26 +337,30 @@ def predict(run_dir: str | Path, inputs: Sequence[str], *, top_k: int = 3) -> li
     recipe, meta = open_run(run_dir)
     load_plugins()
     plugin = meta["dataset"].split("/", 1)[0]
-    transform = build_transform(recipe["data"].get("eval_transform"))
+    transforms = build_transforms(recipe)
+    fit_transforms(transforms, run_dir, None)
+    transform = transforms[1]
     trainer = Trainer(device=recipe["trainer"]["device"], precision=recipe["trainer"]["precision"], progress_bar=False)
     model = _load_model(recipe, run_dir, trainer.device)
     classes = meta.get("classes")
     name, kwargs = component(recipe["data"]["dataset"])
     dataset = {"name": name, **kwargs}
-    samples: list[tuple[str, Any]] = []
+    samples: list[tuple[str, Any, Any]] = []
     for item in inputs:
         reader = _reader_for(plugin, item)
+        collate = getattr(transform, "collate_fn", None) or getattr(reader, "collate_fn", None) or default_collate
         if item == "-":
-            samples += [(line, _read(reader, line, dataset)) for line in sys.stdin.read().splitlines() if line.strip()]
+            samples += [(line, _read(reader, line, dataset), collate)
+                        for line in sys.stdin.read().splitlines() if line.strip()]
             continue
         if not Path(item).is_file():
             raise TorchrigError(f"No input file at {item!r}.")
-        samples.append((item, _read(reader, item, dataset)))
+        samples.append((item, _read(reader, item, dataset), collate))
     results = []
-    for label, raw in samples:
+    for label, raw, collate in samples:
         x = transform(raw) if transform is not None else raw
-        # (inputs, dummy target): a tuple of inputs is never mistaken for (inputs, target)
-        output = trainer.predict(model, [(_batch_of_one(x), torch.zeros(1))])[0]
+        # a batch of one, through the same collate as training: (inputs, dummy target)
+        output = trainer.predict(model, [collate([(x, 0)])])[0]
         if recipe["task"] == "classification":
             probs = output.softmax(-1) if output.numel() > 1 else torch.sigmoid(output)
             k = min(top_k, probs.numel())
@@ -319,9 +370,3 @@ def predict(run_dir: str | Path, inputs: Sequence[str], *, top_k: int = 3) -> li
         else:
             results.append({"input": label, "value": output.tolist()})
     return results
-
-
-def _batch_of_one(x: Any) -> Any:
-    from torch.utils.data import default_collate
-
-    return default_collate([x])

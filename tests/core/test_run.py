@@ -110,3 +110,28 @@ def test_list_info_plugins(rig_plugin, capsys):
     assert "Did you mean 't/mlp'" in capsys.readouterr().err
     assert main(["plugins"]) == 0
     assert "t " in capsys.readouterr().out
+
+
+def test_fitted_transform_is_fitted_once_saved_and_reused(recipe_file, tmp_path, rig_plugin, capsys):
+    text = recipe_file.read_text().replace("train_transform: {name: t/scale, factor: 1.0}",
+                                           "train_transform: t/standardize\n  eval_transform: t/standardize")
+    text = text.replace("model: {name: t/mlp, hidden: 64}", "model: t/mlp")
+    recipe_file.write_text(text)
+    Standardize = rig_plugin.standardize_class
+    Standardize.fits = 0
+    run = tmp_path / "fitted"
+    assert main(["train", str(recipe_file), "--out", str(run), "--quiet", "--set", "trainer.max_epochs=2"]) == 0
+    assert Standardize.fits == 1  # one object for train and eval: fitted once, on train only
+    state = json.loads((run / "fitted.json").read_text())
+    assert len(state["train_transform"]["mean"]) == 64
+    assert "hidden: 32" in (run / "recipe.yaml").read_text()  # the fitted transform sized the model
+    summary = json.loads((run / "summary.json").read_text())
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(summary["test"]["accuracy"])
+    assert Standardize.fits == 1  # evaluate reloaded the state instead of fitting again
+    (run / "fitted.json").unlink()
+    sample = tmp_path / "x.csv"
+    sample.write_text(",".join(["0.5"] * 64))
+    assert main(["predict", str(run), str(sample)]) == 2
+    assert "lacks the fitted state of its train_transform (fitted.json)" in capsys.readouterr().err
