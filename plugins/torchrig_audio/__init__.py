@@ -1,0 +1,5 @@
+"""torchrig's audio plugin (``audio/``): work in progress."""
+
+import torchrig
+
+plugin = torchrig.Plugin("audio")

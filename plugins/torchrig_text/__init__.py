@@ -1,0 +1,5 @@
+"""torchrig's text plugin (``text/``): work in progress."""
+
+import torchrig
+
+plugin = torchrig.Plugin("text")
