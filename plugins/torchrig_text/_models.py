@@ -1,0 +1,165 @@
+"""Text classifiers on padded id batches ``(ids (B, T), lengths (B,))``; padding never changes a
+sample's output (masks, packed sequences, bag exclusion)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from ._plugin import plugin
+
+
+def _mask(ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """True at real tokens, False at padding: (B, T)."""
+    return torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths.to(ids.device)[:, None]
+
+
+class EmbeddingBagClassifier(nn.Module):
+    def __init__(self, vocab_size: int, num_classes: int, embed_dim: int, pad_id: int) -> None:
+        super().__init__()
+        # padding_idx entries are left out of each bag's mean, so padding changes nothing
+        self.embedding = nn.EmbeddingBag(vocab_size, embed_dim, mode="mean", padding_idx=pad_id)
+        self.fc = nn.Linear(embed_dim, num_classes)
+        nn.init.uniform_(self.embedding.weight, -0.5, 0.5)
+        with torch.no_grad():
+            self.embedding.weight[pad_id].zero_()
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.fc(self.embedding(ids))
+
+
+@plugin.model
+def embedding_bag(*, vocab_size: int, num_classes: int = 2, embed_dim: int = 64, pad_id: int = 0) -> nn.Module:
+    """The torchtext tutorial's model: the mean of the token embeddings, then a linear layer."""
+    return EmbeddingBagClassifier(vocab_size, num_classes, embed_dim, pad_id)
+
+
+class RNNClassifier(nn.Module):
+    def __init__(self, cell: type[nn.RNNBase], vocab_size: int, num_classes: int, embed_dim: int,
+                 hidden: int, layers: int, dropout: float, pad_id: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.rnn = cell(embed_dim, hidden, num_layers=layers, batch_first=True, bidirectional=True,
+                        dropout=dropout if layers > 1 else 0.0)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(2 * hidden, num_classes)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if lengths is None:
+            lengths = torch.full((ids.shape[0],), ids.shape[1], dtype=torch.long)
+        packed = pack_padded_sequence(self.embedding(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, hidden = self.rnn(packed)
+        if isinstance(hidden, tuple):  # LSTM: (h, c)
+            hidden = hidden[0]
+        last = torch.cat([hidden[-2], hidden[-1]], dim=1)  # the top layer, both directions
+        return self.fc(self.dropout(last))
+
+
+@plugin.model
+def bigru(*, vocab_size: int, num_classes: int = 2, embed_dim: int = 128, hidden: int = 128, layers: int = 1,
+          dropout: float = 0.2, pad_id: int = 0) -> nn.Module:
+    """A bidirectional GRU over packed sequences; the final states of both directions -> linear."""
+    return RNNClassifier(nn.GRU, vocab_size, num_classes, embed_dim, hidden, layers, dropout, pad_id)
+
+
+@plugin.model
+def bilstm(*, vocab_size: int, num_classes: int = 2, embed_dim: int = 128, hidden: int = 128, layers: int = 1,
+           dropout: float = 0.2, pad_id: int = 0) -> nn.Module:
+    """A bidirectional LSTM over packed sequences; the final states of both directions -> linear."""
+    return RNNClassifier(nn.LSTM, vocab_size, num_classes, embed_dim, hidden, layers, dropout, pad_id)
+
+
+class SinusoidalPositions(nn.Module):
+    def __init__(self, dim: int, max_len: int) -> None:
+        super().__init__()
+        position = torch.arange(max_len)[:, None]
+        div = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
+        table = torch.zeros(max_len, dim)
+        table[:, 0::2] = torch.sin(position * div)
+        table[:, 1::2] = torch.cos(position * div[: dim // 2])
+        self.register_buffer("table", table, persistent=False)
+
+    def forward(self, length: int) -> torch.Tensor:
+        return self.table[:length]
+
+
+class TransformerClassifier(nn.Module):
+    def __init__(self, vocab_size: int, num_classes: int, dim: int, heads: int, layers: int, ff: int,
+                 dropout: float, max_len: int, positions: str, pad_id: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
+        self.positions = (nn.Embedding(max_len, dim) if positions == "learned" else SinusoidalPositions(dim, max_len))
+        self.learned = positions == "learned"
+        layer = nn.TransformerEncoderLayer(dim, heads, ff, dropout, batch_first=True, norm_first=True)
+        # enable_nested_tensor=False: the same kernels with and without padding, so padded and
+        # unpadded samples give the same outputs
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.fc = nn.Linear(dim, num_classes)
+        self.scale = math.sqrt(dim)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        mask = _mask(ids, lengths) if lengths is not None else torch.ones_like(ids, dtype=torch.bool)
+        t = ids.shape[1]
+        pos = self.positions(torch.arange(t, device=ids.device)) if self.learned else self.positions(t)
+        x = self.embedding(ids) * self.scale + pos
+        x = self.norm(self.encoder(x, src_key_padding_mask=~mask))
+        m = mask.unsqueeze(-1).to(x.dtype)
+        pooled = (x * m).sum(1) / m.sum(1).clamp_min(1.0)  # the mean over real tokens
+        return self.fc(pooled)
+
+
+@plugin.model
+def transformer(*, vocab_size: int, num_classes: int = 2, dim: int = 128, heads: int = 4, layers: int = 2,
+                ff: int = 256, dropout: float = 0.1, max_len: int = 512, positions: str = "sinusoidal",
+                pad_id: int = 0) -> nn.Module:
+    """A small Transformer encoder (pre-norm) with a padding mask and mean pooling.
+
+    Args:
+        positions: "sinusoidal" (fixed) or "learned" position embeddings.
+        max_len: the longest input it accepts.
+    """
+    if positions not in ("sinusoidal", "learned"):
+        import torchrig
+
+        raise torchrig.TorchrigError(f"text/transformer: positions must be 'sinusoidal' or 'learned', got {positions!r}.")
+    return TransformerClassifier(vocab_size, num_classes, dim, heads, layers, ff, dropout, max_len, positions, pad_id)
+
+
+class KimCNN(nn.Module):
+    def __init__(self, vocab_size: int, num_classes: int, embed_dim: int, channels: int,
+                 kernel_sizes: tuple[int, ...], dropout: float, pad_id: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.convs = nn.ModuleList(nn.Conv1d(embed_dim, channels, k) for k in kernel_sizes)
+        self.kernel_sizes = kernel_sizes
+        self.pad_id = pad_id
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(channels * len(kernel_sizes), num_classes)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if lengths is None:
+            lengths = torch.full((ids.shape[0],), ids.shape[1], dtype=torch.long, device=ids.device)
+        lengths = lengths.to(ids.device)
+        widest = max(self.kernel_sizes)
+        if ids.shape[1] < widest:  # every text is at least as long as the widest filter
+            ids = nn.functional.pad(ids, (0, widest - ids.shape[1]), value=self.pad_id)
+        x = self.embedding(ids).transpose(1, 2)  # (B, E, T)
+        pooled = []
+        for k, conv in zip(self.kernel_sizes, self.convs):
+            out = torch.relu(conv(x))  # (B, C, T - k + 1)
+            # windows that reach past a text's end (into padding) are left out of the max
+            valid = torch.clamp(lengths - k + 1, min=1)
+            keep = torch.arange(out.shape[2], device=ids.device)[None, :] < valid[:, None]
+            pooled.append(out.masked_fill(~keep[:, None, :], float("-inf")).amax(dim=2))
+        return self.fc(self.dropout(torch.cat(pooled, dim=1)))
+
+
+@plugin.model
+def cnn(*, vocab_size: int, num_classes: int = 2, embed_dim: int = 128, channels: int = 100,
+        kernel_sizes: tuple[int, ...] = (3, 4, 5), dropout: float = 0.5, pad_id: int = 0) -> nn.Module:
+    """Kim (2014)'s CNN: parallel 1-D convolutions of widths ``kernel_sizes``, max over time."""
+    return KimCNN(vocab_size, num_classes, embed_dim, channels, tuple(kernel_sizes), dropout, pad_id)
