@@ -1,5 +1,12 @@
-"""torchrig's audio plugin (``audio/``): work in progress."""
+"""torchrig's audio plugin: sound-file datasets, torchaudio features and augmentation, models
+(``audio/``).
 
-import torchrig
+Loaded through the ``torchrig.plugins`` entry point like any third-party plugin.
+"""
 
-plugin = torchrig.Plugin("audio")
+from __future__ import annotations
+
+from . import _folder, _models, _spoken_digits, _transforms  # noqa: F401  (each registers into `plugin`)
+from ._plugin import plugin
+
+__all__ = ["plugin"]

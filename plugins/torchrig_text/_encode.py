@@ -139,7 +139,9 @@ class Encoder:
         """Encode many texts at once (in parallel, in Rust, on the fast path)."""
         self._check_fitted()
         if self._fast is not None:
-            return [self._finish(e.ids) for e in self._fast.encode_batch(list(texts), add_special_tokens=False)]
+            # encode_batch_fast (tokenizers >= 0.21) skips character offsets we never use
+            encode = getattr(self._fast, "encode_batch_fast", self._fast.encode_batch)
+            return [self._finish(e.ids) for e in encode(list(texts), add_special_tokens=False)]
         return [self(t) for t in texts]
 
     def collate_fn(self, batch: Sequence[tuple[torch.Tensor, Any]]) -> tuple[tuple[torch.Tensor, torch.Tensor], Any]:

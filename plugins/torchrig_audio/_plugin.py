@@ -1,0 +1,3 @@
+import torchrig
+
+plugin = torchrig.Plugin("audio")
