@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         TensorBoardLogger,
     )
     from ._checkpoint import load_state, load_weights, save_state, save_weights
+    from ._data import class_folder_files
     from ._loop import History, Trainer
     from ._metrics import METRIC_NAMES
     from ._plugins import plugin_statuses, register_plugin
@@ -75,6 +76,7 @@ __all__ = [
     "load_weights",
     "save_state",
     "load_state",
+    "class_folder_files",
 ]
 
 _LAZY = {
@@ -105,6 +107,7 @@ _LAZY = {
     "load_weights": "._checkpoint",
     "save_state": "._checkpoint",
     "load_state": "._checkpoint",
+    "class_folder_files": "._data",
 }
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import os
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -139,3 +143,63 @@ def collate_of(dataset: Dataset) -> Callable | None:
             return found
         dataset = dataset.dataset
     return getattr(dataset, "collate_fn", None)
+
+
+def _visible(name: str) -> bool:
+    return not name.startswith((".", "__"))
+
+
+def _scan(folder: Path, suffixes: tuple[str, ...]) -> list[tuple[str, list[Path]]]:
+    """Class folders (sorted by name) and their files (sorted, nested folders included);
+    hidden entries and other suffixes ignored."""
+    found = []
+    for cls in sorted((p for p in folder.iterdir() if p.is_dir() and _visible(p.name)), key=lambda p: p.name):
+        files = sorted(p for p in cls.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
+                       and all(_visible(part) for part in p.relative_to(cls).parts))
+        found.append((unicodedata.normalize("NFC", cls.name), files))
+    return found
+
+
+def class_folder_files(root: str | os.PathLike, split: str, suffixes: Sequence[str], *,
+                       component: str) -> tuple[list[str], list[tuple[Path, int]]] | None:
+    """The files of a "one folder per class" layout, for dataset builders.
+
+    ``root/<class>/<file>`` is one pool (only ``split="train"`` returns it; the recipe carves val
+    and test); ``root/train/<class>/...`` with ``root/val`` and/or ``root/test`` gives each split
+    its own folder. Hidden files and folders, and files of other suffixes, are ignored.
+
+    Args:
+        root: the folder.
+        split: "train", "val" or "test".
+        suffixes: the file suffixes to keep, lower case with the dot (".wav").
+        component: the builder's name, for error messages.
+
+    Returns:
+        ``(classes, [(path, class index), ...])`` with classes sorted by name (the training
+        split's), or ``None`` when the layout has no such split.
+
+    Raises:
+        TorchrigError: ``root`` is not a folder, a split has a class the training split lacks, or
+            a split folder holds no matching file.
+    """
+    base = Path(os.path.expanduser(str(root)))
+    if not base.is_dir():
+        raise TorchrigError(f"{component}: root {str(root)!r} is not a folder. Point data.dataset.root at "
+                            "a folder of class folders.")
+    suffixes = tuple(s.lower() for s in suffixes)
+    has_splits = (base / "train").is_dir() and any((base / s).is_dir() for s in ("val", "test"))
+    folder = base / split if has_splits else base
+    if (not has_splits and split != "train") or not folder.is_dir():
+        return None
+    classes = [name for name, _ in _scan(base / "train" if has_splits else base, suffixes)]
+    found = _scan(folder, suffixes)
+    unknown = [name for name, _ in found if name not in classes]
+    if unknown:
+        raise TorchrigError(f"{component}: {folder} has class folders that train lacks: {', '.join(unknown)}. "
+                            "Every class needs training samples.")
+    index = {name: i for i, name in enumerate(classes)}
+    files = [(path, index[name]) for name, paths in found for path in paths]
+    if not files:
+        raise TorchrigError(f"{component}: no files under {str(folder)!r}. Expected {folder}/<class>/<file> "
+                            f"with suffixes {', '.join(suffixes)}.")
+    return classes, files

@@ -133,37 +133,27 @@ def csv(*, path: str, text_column: str = "text", label_column: str = "label", fo
 def folder(*, root: str, split: str = "train", encoding: str = "utf-8", on_error: str = "raise") -> Dataset | None:
     """One folder per class of ``.txt`` files (``root/<class>/*.txt``), or with ``train``/``val``/
     ``test`` subfolders as the splits. Each file is one sample."""
-    base = Path(os.path.expanduser(root))
-    if not base.is_dir():
-        raise torchrig.TorchrigError(f"text/folder: root {root!r} is not a folder.")
-    has_splits = (base / "train").is_dir() and any((base / s).is_dir() for s in ("val", "test"))
-    if not has_splits and split != "train":
-        return None
-    where = base / split if has_splits else base
-    if not where.is_dir():
-        return None
-    classes = sorted(p.name for p in (base / "train" if has_splits else base).iterdir()
-                     if p.is_dir() and not p.name.startswith("."))
+    found = torchrig.class_folder_files(root, split, (".txt",), component="text/folder")
+    if found is None:
+        return None  # no such split: the recipe carves it from train
+    classes, files = found
     texts, labels, skipped = [], [], []
-    for cls in sorted(p.name for p in where.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if cls not in classes:
-            raise torchrig.TorchrigError(f"text/folder: {where / cls} is a class that train lacks.")
-        for file in sorted((where / cls).glob("*.txt")):
-            try:
-                text = file.read_text(encoding=encoding)
-                problem = None if text.strip() else "the file is empty"
-            except UnicodeDecodeError as exc:
-                problem = f"not {encoding} text ({exc.reason} at byte {exc.start})"
-            if problem is None:
-                texts.append(text)
-                labels.append(cls)
-            elif on_error == "skip":
-                skipped.append(str(file))
-            else:
-                raise torchrig.TorchrigError(f"text/folder: {file}: {problem}. Fix or remove it, set encoding, "
-                                             "or set on_error: skip.")
+    for file, target in files:
+        try:
+            text = file.read_text(encoding=encoding)
+            problem = None if text.strip() else "the file is empty"
+        except UnicodeDecodeError as exc:
+            problem = f"not {encoding} text ({exc.reason} at byte {exc.start})"
+        if problem is None:
+            texts.append(text)
+            labels.append(classes[target])
+        elif on_error == "skip":
+            skipped.append(str(file))
+        else:
+            raise torchrig.TorchrigError(f"text/folder: {file}: {problem}. Fix or remove it, set encoding, "
+                                         "or set on_error: skip.")
     if not texts:
-        raise torchrig.TorchrigError(f"text/folder: no .txt files under {str(where)!r} (expected {where}/<class>/*.txt).")
+        raise torchrig.TorchrigError(f"text/folder: no readable .txt file under {root!r}.")
     return TextDataset(texts, labels, classes=classes, skipped=skipped)
 
 

@@ -3,7 +3,7 @@ split, with a collate that pads each batch and gives the lengths."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -53,24 +51,6 @@ def digits(*, size: int = 8) -> Dataset:
         size: image side; 8 is the original, larger sizes are upsampled bilinearly once.
     """
     return Digits(size)
-
-
-def _visible(path: Path) -> bool:
-    return not path.name.startswith(".") and not path.name.startswith("__")
-
-
-def _scan(root: Path) -> list[tuple[str, list[Path]]]:
-    """Class folders (sorted by name) and their image files (sorted); hidden entries ignored."""
-    classes = []
-    for folder in sorted((p for p in root.iterdir() if p.is_dir() and _visible(p)), key=lambda p: p.name):
-        files = sorted(
-            (p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-             and all(_visible(part) for part in p.relative_to(folder).parents if part != Path("."))
-             and _visible(p)),
-            key=lambda p: str(p),
-        )
-        classes.append((unicodedata.normalize("NFC", folder.name), files))
-    return classes
 
 
 def upright(img: Image.Image) -> Image.Image:
@@ -141,33 +121,15 @@ def image_folder(*, root: str, split: str = "train", channels: int = 3, on_error
         on_error: "raise" stops at an unreadable image and names it; "skip" skips it and counts it
             in the run summary.
     """
-    base = Path(os.path.expanduser(root))
-    if not base.is_dir():
-        raise torchrig.TorchrigError(f"vision/image_folder: root {root!r} is not a folder. Point "
-                                     "data.dataset.root at a folder of class folders.")
     if channels not in (1, 3):
         raise torchrig.TorchrigError(f"vision/image_folder: channels must be 1 or 3, got {channels!r}.")
     if on_error not in ("raise", "skip"):
         raise torchrig.TorchrigError(f"vision/image_folder: on_error must be 'raise' or 'skip', got {on_error!r}.")
-    has_splits = (base / "train").is_dir() and any((base / s).is_dir() for s in ("val", "test"))
-    if not has_splits and split != "train":
-        return None  # no own split: the recipe carves it from train
-    train_classes = [name for name, _ in _scan(base / "train" if has_splits else base)]
-    folder = base / split if has_splits else base
-    if not folder.is_dir():
-        return None
-    found = _scan(folder)
-    unknown = [name for name, _ in found if name not in train_classes]
-    if unknown:
-        raise torchrig.TorchrigError(f"vision/image_folder: {folder} has class folders that train lacks: "
-                                     f"{', '.join(unknown)}. Every class needs training images.")
-    index = {name: i for i, name in enumerate(train_classes)}
-    files = [(path, index[name]) for name, paths in found for path in paths]
-    if not files:
-        raise torchrig.TorchrigError(
-            f"vision/image_folder: no images under {str(folder)!r}. Expected {folder}/<class>/<image> with "
-            f"suffixes {', '.join(IMAGE_SUFFIXES)}.")
-    return ImageFolder(folder, train_classes, files, channels, on_error)
+    found = torchrig.class_folder_files(root, split, IMAGE_SUFFIXES, component="vision/image_folder")
+    if found is None:
+        return None  # no such split: the recipe carves it from train
+    classes, files = found
+    return ImageFolder(Path(root), classes, files, channels, on_error)
 
 
 class _Fake(Dataset):
