@@ -16,7 +16,7 @@ from torch import nn
 
 import torchrig
 
-__all__ = ["LogMel", "MFCC", "SpecAugment", "FrontEnd", "normalize", "valid_frames", "stft_sizes", "NORMS"]
+__all__ = ["MFCC", "NORMS", "FrontEnd", "LogMel", "SpecAugment", "normalize", "stft_sizes", "valid_frames"]
 
 NORMS = ("utterance", "bins", None)
 FEATURES = ("log_mel", "mfcc", "precomputed")
@@ -32,6 +32,13 @@ def stft_sizes(sample_rate: int, n_fft: int | None, win_length: int | None,
     if fft < win:
         raise torchrig.TorchrigError(f"n_fft ({fft}) must be at least win_length ({win}).")
     return fft, win, hop
+
+
+def at_least(waveform: torch.Tensor, samples: int) -> torch.Tensor:
+    """Zero-pad clips shorter than one FFT window: the centred STFT's reflection padding needs
+    more than half a window, so a 10 ms clip would otherwise fail."""
+    short = samples - waveform.shape[-1]
+    return torch.nn.functional.pad(waveform, (0, short)) if short > 0 else waveform
 
 
 class LogMel(nn.Module):
@@ -53,14 +60,14 @@ class LogMel(nn.Module):
                  f_max: float | None = None, top_db: float | None = 80.0) -> None:
         super().__init__()
         n_fft, win_length, hop_length = stft_sizes(sample_rate, n_fft, win_length, hop_length)
-        self.hop_length, self.rows = hop_length, n_mels
+        self.hop_length, self.n_fft, self.rows = hop_length, n_fft, n_mels
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length, f_min=f_min, f_max=f_max,
             n_mels=n_mels, power=2.0)
         self.to_db = torchaudio.transforms.AmplitudeToDB("power", top_db=top_db)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        return self.to_db(self.mel(waveform))
+        return self.to_db(self.mel(at_least(waveform, self.n_fft)))
 
 
 class MFCC(nn.Module):
@@ -81,13 +88,13 @@ class MFCC(nn.Module):
         if n_mfcc > n_mels:
             raise torchrig.TorchrigError(f"n_mfcc ({n_mfcc}) cannot exceed n_mels ({n_mels}).")
         n_fft, win_length, hop_length = stft_sizes(sample_rate, n_fft, win_length, hop_length)
-        self.hop_length, self.rows = hop_length, n_mfcc
+        self.hop_length, self.n_fft, self.rows = hop_length, n_fft, n_mfcc
         self.mfcc = torchaudio.transforms.MFCC(
             sample_rate, n_mfcc=n_mfcc, melkwargs={"n_fft": n_fft, "win_length": win_length, "hop_length": hop_length,
                                                    "f_min": f_min, "f_max": f_max, "n_mels": n_mels})
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        return self.mfcc(waveform)
+        return self.mfcc(at_least(waveform, self.n_fft))
 
 
 def valid_frames(lengths: torch.Tensor | None, frames: int, device: torch.device) -> torch.Tensor | None:
@@ -184,6 +191,12 @@ class FrontEnd(nn.Module):
             self.extract = MFCC(sample_rate, n_mfcc=n_mfcc, n_mels=n_mels, n_fft=n_fft, hop_length=hop_length)
         else:
             self.extract = None
+        if self.extract is not None:
+            # The STFT window and mel filters follow from the settings: keep them out of the
+            # weights file, so that only what training learned is saved.
+            for module in self.extract.modules():
+                for name, buffer in list(module.named_buffers(recurse=False)):
+                    module.register_buffer(name, buffer, persistent=False)
         self.rows = self.extract.rows if self.extract is not None else n_mels
         self.augment = (SpecAugment(freq_mask=freq_mask, time_mask=time_mask, n_freq_masks=n_freq_masks,
                                     n_time_masks=n_time_masks) if spec_augment else None)

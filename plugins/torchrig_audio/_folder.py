@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import unicodedata
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +18,7 @@ import torchrig
 from ._io import SUFFIXES, Unreadable, check_seconds, crop, decode_clip, pad_collate, probe, read_clip, resample_many
 from ._plugin import plugin
 
-__all__ = ["AudioFolder", "folder", "clip", "scan_split"]
+__all__ = ["AudioFolder", "clip", "folder", "scan_split"]
 
 log = logging.getLogger("torchrig.audio")
 PRELOAD_BYTES = 1 << 30  # preload="auto" keeps decoded clips in memory up to 1 GiB of float32
@@ -60,6 +59,7 @@ class AudioFolder(Dataset):
                         "max_duration": max_duration}
         self.on_error, self.owner = on_error, owner
         self.skipped: list[str] = []
+        self._reasons: list[str] = []
         self.model_kwargs = {"sample_rate": int(sample_rate), "in_channels": int(channels)}
         with ThreadPoolExecutor(_threads()) as pool:
             probes = list(pool.map(probe, [path for path, _ in files]))
@@ -78,7 +78,7 @@ class AudioFolder(Dataset):
         self.waveforms: list[torch.Tensor] | None = None
         if self.preloaded:
             kept, self.waveforms = self._preload(kept)
-        self._report_skipped()
+        self._report_skipped(len(kept))
         self.samples = [(str(path), target) for path, target in kept]
         self.targets = [target for _, target in kept]
 
@@ -110,15 +110,22 @@ class AudioFolder(Dataset):
     def _bad(self, path: Path, problem: str) -> None:
         if self.on_error == "skip":
             self.skipped.append(str(path))
+            self._reasons.append(problem)
             return
         raise torchrig.TorchrigError(
             f"Cannot use audio file {str(path)!r}: {problem}. Delete or replace it, or set on_error: skip "
             f"in data.dataset to skip unusable files (they are counted in summary.json).")
 
-    def _report_skipped(self) -> None:
-        if self.skipped:
-            shown = ", ".join(self.skipped[:3]) + (f" and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else "")
-            log.warning("%s: skipped %d unusable file(s): %s", self.owner, len(self.skipped), shown)
+    def _report_skipped(self, kept: int) -> None:
+        if not self.skipped:
+            return
+        first = f"{self.skipped[0]!r}: {self._reasons[0]}"
+        if not kept:
+            raise torchrig.TorchrigError(
+                f"{self.owner}: none of the {len(self.skipped)} sound files can be used. The first, {first}.")
+        shown = "; ".join(f"{p} ({r})" for p, r in zip(self.skipped[:3], self._reasons))
+        more = f"; and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
+        log.warning("%s: skipped %d unusable file(s): %s%s", self.owner, len(self.skipped), shown, more)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -135,58 +142,23 @@ class AudioFolder(Dataset):
                 "data.dataset, which checks every file up front so that on_error: skip can leave it out.") from exc
 
 
-def _visible(name: str) -> bool:
-    return not name.startswith(".") and not name.startswith("__")
-
-
-def _scan(root: Path) -> list[tuple[str, list[Path]]]:
-    """Class folders (sorted by name) and their sound files (sorted, in any subfolder)."""
-    classes = []
-    for sub in sorted((p for p in root.iterdir() if p.is_dir() and _visible(p.name)), key=lambda p: p.name):
-        files = sorted(
-            (p for p in sub.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file()
-             and all(_visible(part) for part in p.relative_to(sub).parts)),
-            key=str,
-        )
-        classes.append((unicodedata.normalize("NFC", sub.name), files))
-    return classes
-
-
 def scan_split(root: str | Path, split: str, *, owner: str) -> tuple[list[str], list[tuple[Path, int]]] | None:
     """The class names and ``(file, class index)`` of ``split`` under ``root``, or None when the
     folder has no such split (the recipe then carves it from train).
 
     ``root`` is either ``root/<class>/<file>`` (one split: train) or ``root/train/<class>/...``
-    with ``root/val`` and/or ``root/test`` beside it. Class names always come from train.
+    with ``root/val`` and/or ``root/test`` beside it (``torchrig.class_folder_files``). Class
+    names always come from train; a classifier needs two at least.
     """
-    base = Path(os.path.expanduser(str(root)))
-    if not base.is_dir():
-        raise torchrig.TorchrigError(f"{owner}: root {str(root)!r} is not a folder. Point data.dataset.root at a "
-                                     "folder of class folders: ROOT/<class>/<sound file>.")
     if split not in SPLIT_NAMES:
         raise torchrig.TorchrigError(f"{owner}: split must be one of {', '.join(SPLIT_NAMES)}, got {split!r}.")
-    has_splits = (base / "train").is_dir() and any((base / s).is_dir() for s in ("val", "test"))
-    if not has_splits and split != "train":
+    found = torchrig.class_folder_files(root, split, SUFFIXES, component=owner)
+    if found is None:
         return None
-    folder = base / split if has_splits else base
-    if not folder.is_dir():
-        return None
-    train = _scan(base / "train" if has_splits else base)
-    classes = [name for name, files in train]
-    found = train if folder == (base / "train" if has_splits else base) else _scan(folder)
-    unknown = [name for name, _ in found if name not in classes]
-    if unknown:
-        raise torchrig.TorchrigError(f"{owner}: {folder} has class folders that train lacks: {', '.join(unknown)}. "
-                                     "Every class needs training clips.")
-    index = {name: i for i, name in enumerate(classes)}
-    files = [(path, index[name]) for name, paths in found for path in paths]
-    if not files:
-        raise torchrig.TorchrigError(
-            f"{owner}: no sound files under {str(folder)!r}. Expected {folder}/<class>/<file> with one of the "
-            f"suffixes {', '.join(SUFFIXES)}.")
+    classes, files = found
     if len(classes) < 2:
         raise torchrig.TorchrigError(
-            f"{owner}: {str(folder)!r} has {len(classes)} class folder(s) ({', '.join(classes) or 'none'}); a "
+            f"{owner}: {str(root)!r} has {len(classes)} class folder(s) ({', '.join(classes) or 'none'}); a "
             "classifier needs at least two, laid out as ROOT/<class>/<file>.")
     return classes, files
 

@@ -23,9 +23,21 @@ from torch.utils.data import default_collate
 
 import torchrig
 
-__all__ = ["SUFFIXES", "FFMPEG_SUFFIXES", "Unreadable", "probe", "decode_clip", "conform", "crop", "read_clip",
-           "resample", "resample_many", "fit_length",
-           "pad_collate", "frames_of", "check_seconds"]
+__all__ = [
+    "FFMPEG_SUFFIXES",
+    "SUFFIXES",
+    "Unreadable",
+    "check_seconds",
+    "conform",
+    "crop",
+    "decode_clip",
+    "fit_length",
+    "pad_collate",
+    "probe",
+    "read_clip",
+    "resample",
+    "resample_many",
+]
 
 SOUNDFILE_SUFFIXES = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc",
                       ".au", ".snd", ".w64", ".rf64", ".caf")
@@ -54,7 +66,7 @@ def _truncated(info: Any) -> bool:
 def _torchcodec_available() -> bool:
     try:
         import torchcodec.decoders  # noqa: F401
-    except Exception:  # ImportError, or a missing FFmpeg library raising OSError/RuntimeError
+    except Exception:  # noqa: BLE001  (ImportError, or a missing FFmpeg library: OSError, RuntimeError)
         return False
     return True
 
@@ -109,14 +121,18 @@ def _decode(path: Path) -> tuple[torch.Tensor, int]:
     try:
         if path.stat().st_size == 0:
             raise Unreadable("the file is empty (0 bytes)")
-        with sf.SoundFile(str(path)) as f:
-            declared, rate, fmt = f.frames, f.samplerate, f.format
-            truncated = _truncated(f)
-            data = f.read(dtype="float32", always_2d=True)
+        f = sf.SoundFile(str(path))
     except Unreadable:
         raise
     except (RuntimeError, OSError, ValueError, TypeError) as exc:
         raise Unreadable(f"it is not a readable audio file ({_short(exc)})") from exc
+    with f:
+        declared, rate, fmt = f.frames, f.samplerate, f.format
+        truncated = _truncated(f)
+        try:
+            data = f.read(dtype="float32", always_2d=True)
+        except (RuntimeError, OSError, ValueError, TypeError) as exc:
+            raise Unreadable(f"its audio cannot be decoded: it is corrupt or truncated ({_short(exc)})") from exc
     # MP3 frame counts are estimates; elsewhere fewer frames than declared means a cut-off file.
     if truncated or (fmt != "MP3" and 0 < len(data) < declared):
         raise Unreadable("it is truncated (its header declares more audio than the file holds)")
@@ -233,7 +249,7 @@ def resample_many(waveforms: Sequence[torch.Tensor], orig: int, new: int, *, bat
 
 
 def _samples(seconds: float | None, sample_rate: int) -> int | None:
-    return None if seconds is None else max(1, int(round(float(seconds) * sample_rate)))
+    return None if seconds is None else max(1, round(float(seconds) * sample_rate))
 
 
 def pad_collate(batch: Sequence[tuple[torch.Tensor, Any]]) -> tuple[tuple[torch.Tensor, torch.Tensor], Any]:
@@ -255,13 +271,6 @@ def pad_collate(batch: Sequence[tuple[torch.Tensor, Any]]) -> tuple[tuple[torch.
     longest = int(lengths.max())
     padded = torch.stack([torch.nn.functional.pad(x, (0, longest - x.shape[-1])) for x in inputs])
     return (padded, lengths), default_collate([t for _, t in batch])
-
-
-def frames_of(lengths: torch.Tensor | None, hop: int, *, center: bool = True) -> torch.Tensor | None:
-    """Frame counts of STFTs (``center=True``) of clips of ``lengths`` samples."""
-    if lengths is None:
-        return None
-    return lengths // hop + 1 if center else (lengths - 1).clamp_min(0) // hop + 1
 
 
 def check_seconds(name: str, value: float | None, owner: str) -> None:

@@ -19,7 +19,7 @@ import torchrig
 from ._features import FrontEnd, valid_frames
 from ._plugin import plugin
 
-__all__ = ["MelCNN", "M5", "ConformerClassifier", "mel_cnn", "m5", "conformer"]
+__all__ = ["M5", "ConformerClassifier", "MelCNN", "conformer", "m5", "mel_cnn"]
 
 
 def masked_mean(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
@@ -123,6 +123,7 @@ class ConformerClassifier(nn.Module):
             frames = torch.full((b,), h.shape[-1], dtype=torch.long, device=h.device)
         frames = frames.clamp(1, h.shape[-1])
         h = h[..., :int(frames.max())]  # the Conformer's padding mask spans max(lengths) frames
+        h = h * valid_frames(frames, h.shape[-1], h.device)[:, None, :].to(h.dtype)  # zeros after each clip
         out, frames = self.conformer(h.transpose(1, 2), frames)
         return self.head(masked_mean(out.transpose(1, 2), frames))
 
@@ -197,7 +198,7 @@ def conformer(*, num_classes: int = 10, in_channels: int = 1, sample_rate: int =
               n_freq_masks: int = 2, n_time_masks: int = 2, d_model: int = 96, num_layers: int = 3,
               num_heads: int = 4, ffn_dim: int = 192, kernel_size: int = 15, dropout: float = 0.1) -> nn.Module:
     """A small torchaudio.models.Conformer (Gulati et al., 2020) for clip classification, sized for
-    small data: ~0.6M parameters with the defaults, randomly initialised (nothing downloads).
+    small data: ~0.5M parameters with the defaults, randomly initialised (nothing downloads).
 
     Same front end as ``audio/mel_cnn`` (log-mel or MFCC computed in the model, SpecAugment in
     training), two stride-2 convolutions (frames / 4), the Conformer blocks with padding masked,

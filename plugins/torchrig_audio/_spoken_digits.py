@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import torchrig
 from ._folder import AudioFolder, check_options, scan_split
 from ._plugin import plugin
 
-__all__ = ["spoken_digits", "build_spoken_digits"]
+__all__ = ["build_spoken_digits", "spoken_digits"]
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _VERSION = 1  # bump when the synthesis changes, so old caches are not reused
@@ -34,6 +35,7 @@ _SPEED, _PITCH, _AMPLITUDE = (120, 220), (20, 80), (60, 160)  # espeak-ng -s (wo
 _MARGIN_S = 0.06  # silence kept around each word
 _BREAK_MS, _GAP_FRAMES = 700, 30  # pause between the words spoken in one call; gaps (10 ms frames) that split
 _RATE = 22050  # espeak-ng's output rate
+_LANGS = re.compile(r"(\(\S+ \d+\)\s*)*")  # the "Other Languages" column: "(en-us 5)(en 3)"
 # Used when `espeak-ng --voices=...` lists nothing (very old builds): the classic variants.
 _FALLBACK_ACCENTS = ("en-us", "en-gb")
 _FALLBACK_VARIANTS = tuple(f"m{i}" for i in range(1, 8)) + tuple(f"f{i}" for i in range(1, 6)) + (
@@ -52,7 +54,7 @@ def _espeak() -> str:
 
 
 def _run(exe: str, *args: str) -> str:
-    result = subprocess.run([exe, *args], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([exe, *args], capture_output=True, text=True, timeout=60, check=False)
     if result.returncode != 0:
         raise torchrig.TorchrigError(f"audio/spoken_digits: `espeak-ng {' '.join(args)}` failed "
                                      f"(exit {result.returncode}): {result.stderr.strip()[:300]}")
@@ -69,7 +71,7 @@ def _voices(exe: str) -> tuple[list[str], list[str]]:
     for line in _run(exe, "--voices=variant").splitlines()[1:]:
         cols = line.split()
         # File is "!v/<name>"; a name with a space shows up as extra words, not "(lang n)" groups
-        if len(cols) >= 5 and cols[4].startswith("!v/") and all(c.startswith("(") for c in cols[5:]):
+        if len(cols) >= 5 and cols[4].startswith("!v/") and _LANGS.fullmatch(" ".join(cols[5:])):
             name = cols[4][3:]
             if name.replace("_", "").isalnum():
                 variants.add(name)
@@ -77,21 +79,22 @@ def _voices(exe: str) -> tuple[list[str], list[str]]:
 
 
 def _plan(seed: int, accents: list[str], variants: list[str], clips_per_voice: int, val_voices: int,
-          test_voices: int) -> list[dict[str, Any]]:
+          test_voices: int, max_voices: int | None = None) -> list[dict[str, Any]]:
     """Every take to synthesize (one voice saying the ten digits with one set of espeak-ng
     settings), with its split; a function of ``seed`` and the voices."""
     rng = random.Random(seed)
-    order = list(variants)
+    order = sorted(variants)
     rng.shuffle(order)
-    if len(order) < val_voices + test_voices + 2:
+    order = order[:max_voices] if max_voices else order
+    if len(order) < val_voices + test_voices + 1:
         raise torchrig.TorchrigError(
             f"audio/spoken_digits: espeak-ng offers {len(order)} voices, too few for {val_voices} validation and "
-            f"{test_voices} test voices plus training ones. Lower val_voices/test_voices.")
+            f"{test_voices} test voices plus training ones. Lower val_voices/test_voices (or raise max_voices).")
     split_of = {v: "test" for v in order[:test_voices]}
     split_of.update({v: "val" for v in order[test_voices:test_voices + val_voices]})
     return [{"split": split_of.get(voice, "train"), "voice": voice, "take": k, "accent": rng.choice(accents),
              "speed": rng.randint(*_SPEED), "pitch": rng.randint(*_PITCH), "amplitude": rng.randint(*_AMPLITUDE)}
-            for voice in sorted(variants) for k in range(clips_per_voice)]
+            for voice in sorted(order) for k in range(clips_per_voice)]
 
 
 def _words(audio: np.ndarray, rate: int, gap_frames: int) -> list[np.ndarray]:
@@ -158,7 +161,8 @@ def default_cache() -> Path:
 
 
 def build_spoken_digits(*, root: str | Path | None = None, seed: int = 0, clips_per_voice: int = 3,
-                        val_voices: int = 12, test_voices: int = 20, threads: int = 4) -> Path:
+                        val_voices: int = 12, test_voices: int = 20, max_voices: int | None = None,
+                        threads: int = 4) -> Path:
     """Synthesize the data set into ``root/<key>/`` once and return that folder; later calls with
     the same settings (and espeak-ng) return it at once.
 
@@ -173,22 +177,30 @@ def build_spoken_digits(*, root: str | Path | None = None, seed: int = 0, clips_
         accents, variants = _voices(exe)
     except torchrig.TorchrigError:
         # No espeak-ng: a data set built earlier (by any version) is still usable.
-        built = _any_built(base, seed, clips_per_voice, val_voices, test_voices)
+        built = _any_built(base, {"seed": seed, "clips_per_voice": clips_per_voice, "val_voices": val_voices,
+                                  "test_voices": test_voices, "max_voices": max_voices})
         if built is None:
             raise
         return built.parent
     settings = {"version": _VERSION, "seed": seed, "clips_per_voice": clips_per_voice, "val_voices": val_voices,
-                "test_voices": test_voices, "espeak_ng": version, "accents": accents, "variants": variants}
+                "test_voices": test_voices, "max_voices": max_voices, "espeak_ng": version, "accents": accents,
+                "variants": variants}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     final = base / key
     if (final / "manifest.json").is_file():
         return final
-    takes = _plan(seed, accents, variants, clips_per_voice, val_voices, test_voices)
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=base))
+    takes = _plan(seed, accents, variants, clips_per_voice, val_voices, test_voices, max_voices)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=base))
+    except OSError as exc:
+        raise torchrig.TorchrigError(
+            f"audio/spoken_digits: cannot create the cache folder {str(base)!r} ({exc.strerror or exc}). Point "
+            "data.dataset.root, or the TORCHRIG_CACHE environment variable, at a writable folder.") from exc
     started = time.time()
-    print(f"torchrig: audio/spoken_digits: synthesizing {len(takes) * len(WORDS)} clips ({len(variants)} voices) with espeak-ng "
-          f"into {final} (once)...", file=sys.stderr, flush=True)
+    voices = len({take["voice"] for take in takes})
+    print(f"torchrig: audio/spoken_digits: synthesizing {len(takes) * len(WORDS)} clips ({voices} voices) with "
+          f"espeak-ng into {final} (once)...", file=sys.stderr, flush=True)
     try:
         for split in ("train", "val", "test"):
             for digit in range(10):
@@ -208,24 +220,23 @@ def build_spoken_digits(*, root: str | Path | None = None, seed: int = 0, clips_
     return final
 
 
-def _any_built(base: Path, seed: int, clips_per_voice: int, val_voices: int, test_voices: int) -> Path | None:
+def _any_built(base: Path, wanted: dict[str, Any]) -> Path | None:
     """The manifest of a finished build with these settings (by any espeak-ng), if there is one."""
     if not base.is_dir():
         return None
     for manifest in sorted(base.glob("*/manifest.json")):
         try:
-            s = json.loads(manifest.read_text(encoding="utf-8"))["settings"]
-        except (OSError, ValueError, KeyError):
+            settings = json.loads(manifest.read_text(encoding="utf-8"))["settings"]
+        except (OSError, ValueError, KeyError, TypeError):
             continue
-        if (s.get("version"), s.get("seed"), s.get("clips_per_voice"), s.get("val_voices"), s.get("test_voices")) == (
-                _VERSION, seed, clips_per_voice, val_voices, test_voices):
+        if settings.get("version") == _VERSION and all(settings.get(k) == v for k, v in wanted.items()):
             return manifest
     return None
 
 
 @plugin.dataset
 def spoken_digits(*, split: str = "train", root: str | None = None, seed: int = 0, clips_per_voice: int = 3,
-                  val_voices: int = 12, test_voices: int = 20, sample_rate: int = 16000,
+                  val_voices: int = 12, test_voices: int = 20, max_voices: int | None = None, sample_rate: int = 16000,
                   duration: float | None = None, max_duration: float | None = None) -> Dataset:
     """Spoken English digits "zero".."nine" (classes "0".."9"), synthesized with espeak-ng.
 
@@ -237,7 +248,7 @@ def spoken_digits(*, split: str = "train", root: str | None = None, seed: int = 
 
     The clips are built once (about 20 s on 2 cores) into ``root`` (default
     ``$TORCHRIG_CACHE/spoken_digits`` or ``~/.cache/torchrig/spoken_digits``) and read from there
-    afterwards, as :func:`audio/folder <torchrig_audio.folder>` reads a folder.
+    afterwards, as ``audio/folder`` reads a folder (clips preloaded in memory).
 
     Args:
         split: "train", "val" or "test" (given by the recipe).
@@ -245,6 +256,7 @@ def spoken_digits(*, split: str = "train", root: str | None = None, seed: int = 
         seed: chooses the voices of each split and every clip's settings.
         clips_per_voice: renditions of each digit per voice.
         val_voices, test_voices: voices held out for validation and test.
+        max_voices: use only this many voices (chosen by ``seed``), for a small, quick data set.
         sample_rate: clips (22,050 Hz from espeak-ng) are resampled to this rate.
         duration, max_duration: as in ``audio/folder``.
 
@@ -253,11 +265,12 @@ def spoken_digits(*, split: str = "train", root: str | None = None, seed: int = 
     """
     check_options("audio/spoken_digits", sample_rate=sample_rate, channels=1, duration=duration,
                   max_duration=max_duration)
-    for name, value in (("clips_per_voice", clips_per_voice), ("val_voices", val_voices), ("test_voices", test_voices)):
+    for name, value in (("clips_per_voice", clips_per_voice), ("val_voices", val_voices), ("test_voices", test_voices),
+                        ("max_voices", 3 if max_voices is None else max_voices)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise torchrig.TorchrigError(f"audio/spoken_digits: {name} must be a whole number >= 1, got {value!r}.")
     folder = build_spoken_digits(root=root, seed=seed, clips_per_voice=clips_per_voice, val_voices=val_voices,
-                                 test_voices=test_voices)
+                                 test_voices=test_voices, max_voices=max_voices)
     found = scan_split(folder, split, owner="audio/spoken_digits")
     if found is None:
         raise torchrig.TorchrigError(f"audio/spoken_digits: the cache {str(folder)!r} lacks its {split} split; delete "

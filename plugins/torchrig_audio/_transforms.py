@@ -23,7 +23,7 @@ import torchrig
 from ._features import NORMS, LogMel, MFCC, SpecAugment, normalize
 from ._plugin import plugin
 
-__all__ = ["Features", "Normalize", "RandomGain", "TimeShift", "AddNoise", "Compose"]
+__all__ = ["AddNoise", "Compose", "Features", "Normalize", "RandomGain", "TimeShift"]
 
 
 class Features(nn.Module):
