@@ -15,13 +15,23 @@ import pytest
 TEMPLATE = Path(__file__).resolve().parents[2] / "examples" / "plugin-template"
 
 
+def _can_build_wheels_here() -> bool:
+    """setuptools >= 70.1 builds wheels by itself; older ones need the wheel package."""
+    if importlib.util.find_spec("setuptools") is None:
+        return False
+    from importlib.metadata import version
+
+    major, minor = (int(p) for p in version("setuptools").split(".")[:2])
+    return (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     target = tmp_path_factory.mktemp("site")
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile",
            "--target", str(target), str(TEMPLATE)]
-    if importlib.util.find_spec("setuptools") is not None:
-        cmd.insert(4, "--no-build-isolation")  # build offline with the setuptools we have
+    if _can_build_wheels_here():
+        cmd.insert(4, "--no-build-isolation")  # build with the setuptools we have, no registry
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]))
     return target, env
