@@ -293,6 +293,7 @@ class Trainer:
             "loader_generators": [g.get_state() for g in _generators(self.train_loader)],
             "callbacks": {key: cb.state_dict() for key, cb in self._keyed_callbacks()},
             "history": [dict(row) for row in self.history],
+            "stopped": self.should_stop,  # early stopping fired: a resume must not train on
         }
         return save_state(path, state)
 
@@ -327,6 +328,7 @@ class Trainer:
         _seed.set_rng_state(state["rng"])
         self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
         self.history = History(state["history"])
+        self.should_stop = bool(state.get("stopped", False))
         self.log(f"resumed from {path} after epoch {self.epoch}")
 
     def _keyed_callbacks(self) -> list[tuple[str, Callback]]:

@@ -202,3 +202,14 @@ def test_tensorboard_logger_writes_events(digit_loaders, tmp_path):
 
     fit(Trainer(max_epochs=2, progress_bar=False, callbacks=[TensorBoardLogger(tmp_path)]), digit_loaders)
     assert any(p.name.startswith("events.out.tfevents") for p in tmp_path.iterdir())
+
+
+def test_resume_after_early_stopping_trains_no_further(digit_loaders, tmp_path):
+    stopper = EarlyStopping("val_loss", patience=1)
+    _, history = fit(Trainer(max_epochs=20, checkpoint_dir=tmp_path, progress_bar=False, callbacks=[stopper]),
+                     digit_loaders, lr=0.0)
+    assert len(history) == 2
+    again = EarlyStopping("val_loss", patience=1)
+    _, resumed = fit(Trainer(max_epochs=20, checkpoint_dir=tmp_path, progress_bar=False, callbacks=[again]),
+                     digit_loaders, lr=0.0, resume=True)
+    assert len(resumed) == 2 and again.stopped_epoch == 2
