@@ -43,11 +43,13 @@ class MetricSet:
     """
 
     def __init__(self, metrics: Iterable[Any] | Mapping[str, Any] | None) -> None:
+        self.spec: dict[str, Any] = {}
+        self.metrics: dict[str, Any] | None = None
+        self._signature: tuple | None = None
+        self._outputs: list[torch.Tensor] = []
+        self._targets: list[torch.Tensor] = []
+        self._buffered = 0
         if not metrics:  # importing torchmetrics costs seconds: only when metrics are asked for
-            self.spec: dict[str, Any] = {}
-            self.metrics = None
-            self._signature = None
-            self._outputs, self._targets, self._buffered = [], [], 0
             return
         import torchmetrics
 
@@ -72,11 +74,6 @@ class MetricSet:
                     "torchmetrics.Metric object."
                 )
         self.spec = dict(metrics)
-        self.metrics: dict[str, Any] | None = None
-        self._signature: tuple | None = None
-        self._outputs: list[torch.Tensor] = []
-        self._targets: list[torch.Tensor] = []
-        self._buffered = 0
 
     def __bool__(self) -> bool:
         return bool(self.spec)
