@@ -30,7 +30,7 @@ if TYPE_CHECKING:
         TensorBoardLogger,
     )
     from ._checkpoint import load_state, load_weights, save_state, save_weights
-    from ._data import class_folder_files
+    from ._data import BucketBatchSampler, class_folder_files
     from ._loop import History, Trainer
     from ._metrics import METRIC_NAMES
     from ._plugins import plugin_statuses, register_plugin
@@ -77,6 +77,7 @@ __all__ = [
     "save_state",
     "load_state",
     "class_folder_files",
+    "BucketBatchSampler",
 ]
 
 _LAZY = {
@@ -108,6 +109,7 @@ _LAZY = {
     "save_state": "._checkpoint",
     "load_state": "._checkpoint",
     "class_folder_files": "._data",
+    "BucketBatchSampler": "._data",
 }
 
 

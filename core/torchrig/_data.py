@@ -5,12 +5,12 @@ from __future__ import annotations
 import inspect
 import os
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from ._errors import TorchrigError
 from ._recipe import Recipe, component
@@ -42,6 +42,78 @@ def targets_of(dataset: Dataset) -> list[Any]:
     if targets is not None:
         return [int(t) if isinstance(t, torch.Tensor) and t.ndim == 0 else t for t in targets]
     return [_plain(dataset[i][1]) for i in range(len(dataset))]
+
+
+def lengths_of(dataset: Dataset, transform: Any = None) -> list[int]:
+    """Each sample's length, for length bucketing: the dataset's ``lengths`` if it has them,
+    else the transform's ``lengths(inputs)`` over the raw inputs."""
+    if isinstance(dataset, Subset):
+        base = getattr(dataset.dataset, "lengths", None)
+        if base is not None:
+            return [int(base[i]) for i in dataset.indices]
+    elif getattr(dataset, "lengths", None) is not None:
+        return [int(n) for n in dataset.lengths]
+    measure = getattr(transform, "lengths", None)
+    if measure is None:
+        raise TorchrigError(f"data.bucket_by_length needs each sample's length, but neither the dataset "
+                            f"({type(dataset).__name__}) has `lengths` nor the train_transform has "
+                            "`lengths(inputs)`. Remove bucket_by_length for this dataset.")
+    return [int(n) for n in measure(dataset[i][0] for i in range(len(dataset)))]
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of samples of similar length, in random order: less padding per batch.
+
+    Each epoch the indices are shuffled and cut into pools of ``batch_size * pool`` samples;
+    each pool is sorted by length and cut into batches; then the batches are shuffled. So a
+    batch holds neighbours in length, while the order of batches (and which samples meet) still
+    changes every epoch. Deterministic given ``generator`` (saved and restored on resume).
+
+    Args:
+        lengths: one length per sample (tokens, characters, seconds: any size measure).
+        batch_size: samples per batch.
+        shuffle: shuffle samples and batches (``False``: pools in index order, for evaluation).
+        drop_last: drop the final short batch.
+        pool: batches per sorting pool; larger sorts more globally but mixes less.
+        generator: the random source (a fresh seed from torch's global RNG if not given).
+
+    Example::
+
+        sampler = BucketBatchSampler([len(t) for t in texts], batch_size=32, generator=g)
+        loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=encoder.collate_fn)
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, *, shuffle: bool = True, drop_last: bool = False,
+                 pool: int = 50, generator: torch.Generator | None = None) -> None:
+        if batch_size < 1 or pool < 1:
+            raise TorchrigError(f"BucketBatchSampler: batch_size and pool must be >= 1, got {batch_size}, {pool}.")
+        self.lengths = torch.as_tensor(lengths, dtype=torch.long)
+        if self.lengths.ndim != 1 or len(self.lengths) == 0:
+            raise TorchrigError("BucketBatchSampler: lengths must be a non-empty list of numbers, one per sample.")
+        self.batch_size, self.shuffle, self.drop_last, self.pool = batch_size, shuffle, drop_last, pool
+        if generator is None and shuffle:
+            generator = torch.Generator().manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+        self.generator = generator
+
+    def __len__(self) -> int:
+        n = len(self.lengths)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        n, size = len(self.lengths), self.batch_size
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        batches: list[torch.Tensor] = []
+        step = size * self.pool
+        for start in range(0, n, step):
+            chunk = order[start:start + step]
+            chunk = chunk[torch.sort(self.lengths[chunk], stable=True).indices]
+            batches += list(chunk.split(size))
+        if self.drop_last and len(batches[-1]) < size:
+            batches.pop()
+        if self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist()]
+        for batch in batches:
+            yield batch.tolist()
 
 
 def _plain(t: Any) -> Any:
@@ -124,15 +196,19 @@ def build_transform(value: Any) -> Callable | None:
 
 
 def make_loader(dataset: Dataset, recipe: Recipe, *, train: bool, device: torch.device,
-                generator: torch.Generator | None = None, collate_fn: Callable | None = None) -> DataLoader:
+                generator: torch.Generator | None = None, collate_fn: Callable | None = None,
+                lengths: Sequence[int] | None = None) -> DataLoader:
+    """A recipe's loader; with ``lengths`` (training, ``data.bucket_by_length``) batches group
+    samples of similar length through :class:`BucketBatchSampler`."""
     data = recipe["data"]
     batch_size = data["batch_size"] if train else data.get("eval_batch_size", data["batch_size"])
     workers = int(data["num_workers"])
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=train, num_workers=workers,
-        pin_memory=device.type == "cuda", generator=generator if train else None,
-        persistent_workers=workers > 0, collate_fn=collate_fn,
-    )
+    common = {"num_workers": workers, "pin_memory": device.type == "cuda", "persistent_workers": workers > 0,
+              "collate_fn": collate_fn, "generator": generator if train else None}
+    if lengths is not None:
+        sampler = BucketBatchSampler(lengths, batch_size, shuffle=train, generator=generator if train else None)
+        return DataLoader(dataset, batch_sampler=sampler, **common)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=train, **common)
 
 
 def collate_of(dataset: Dataset) -> Callable | None:

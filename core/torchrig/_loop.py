@@ -614,7 +614,8 @@ def _generators(loader: Any) -> list[torch.Generator]:
     candidates = [getattr(loader, "generator", None)]
     sampler = getattr(loader, "sampler", None)
     batch_sampler = getattr(loader, "batch_sampler", None)
-    candidates += [getattr(sampler, "generator", None), getattr(getattr(batch_sampler, "sampler", None), "generator", None)]
+    candidates += [getattr(sampler, "generator", None), getattr(batch_sampler, "generator", None),
+                   getattr(getattr(batch_sampler, "sampler", None), "generator", None)]
     for g in candidates:
         if isinstance(g, torch.Generator) and all(g is not f for f in found):
             found.append(g)

@@ -50,6 +50,7 @@ SCHEMA: dict[str, Any] = {
         "batch_size": int,
         "eval_batch_size": int,
         "num_workers": int,
+        "bucket_by_length": bool,
     },
     "model": _Component("model"),
     "loss": _Component("loss"),
@@ -74,7 +75,7 @@ SCHEMA: dict[str, Any] = {
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "task": "classification",
-    "data": {"split": {"val": 0.1, "test": 0.2}, "batch_size": 64, "num_workers": 0,
+    "data": {"split": {"val": 0.1, "test": 0.2}, "batch_size": 64, "num_workers": 0, "bucket_by_length": False,
              "train_transform": None, "eval_transform": None},
     "optimizer": {"name": "adamw", "lr": 1e-3},
     "scheduler": None,

@@ -23,7 +23,7 @@ from ._callbacks import CSVLogger, EarlyStopping, ModelCheckpoint
 from ._checkpoint import atomic_write, load_weights
 from torch.utils.data import Dataset, default_collate
 
-from ._data import TransformedDataset, build_splits, build_transform, collate_of, make_loader
+from ._data import TransformedDataset, build_splits, build_transform, collate_of, lengths_of, make_loader
 from ._device import resolve_device
 from ._errors import TorchrigError
 from ._loop import Trainer
@@ -146,10 +146,21 @@ class _Built:
 
     def loader(self, split: str, *, train: bool = False, generator: torch.Generator | None = None) -> Any:
         transform = self.train_transform if train else self.eval_transform
-        dataset = TransformedDataset(self.splits[split], transform)
-        collate = self.collate or getattr(transform, "collate_fn", None)
+        lengths = None
+        if train and self.recipe["data"]["bucket_by_length"]:
+            lengths = lengths_of(self.splits[split], transform)
+        if _batched(transform):  # applied by its collate_fn to whole batches of raw inputs
+            dataset, collate = TransformedDataset(self.splits[split], None), transform.collate_fn
+        else:
+            dataset = TransformedDataset(self.splits[split], transform)
+            collate = self.collate or getattr(transform, "collate_fn", None)
         return make_loader(dataset, self.recipe, train=train, device=self.device, generator=generator,
-                           collate_fn=collate)
+                           collate_fn=collate, lengths=lengths)
+
+
+def _batched(transform: Any) -> bool:
+    """A transform that says ``batched = True`` works on whole batches in its ``collate_fn``."""
+    return bool(getattr(transform, "batched", False)) and callable(getattr(transform, "collate_fn", None))
 
 
 # ---------------------------------------------------------------- train
@@ -358,7 +369,7 @@ def predict(run_dir: str | Path, inputs: Sequence[str], *, top_k: int = 3) -> li
         samples.append((item, _read(reader, item, dataset), collate))
     results = []
     for label, raw, collate in samples:
-        x = transform(raw) if transform is not None else raw
+        x = transform(raw) if transform is not None and not _batched(transform) else raw
         # a batch of one, through the same collate as training: (inputs, dummy target)
         output = trainer.predict(model, [collate([(x, 0)])])[0]
         if recipe["task"] == "classification":

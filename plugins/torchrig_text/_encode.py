@@ -1,18 +1,21 @@
 """``text/encode``: tokenizer + vocabulary + truncation + bos/eos -> ids, fitted on the training
-split, with a collate that pads each batch and gives the lengths."""
+split. It works per batch: the loader hands raw texts to its ``collate_fn``, which encodes the
+whole batch at once and builds one padded id tensor plus the lengths (no tensor per text)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from typing import Any
 
+import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
 import torchrig
 
 from ._plugin import plugin
-from ._tokenizers import RuleTokenizer, TrainedTokenizer
+from ._tokenizers import TrainedTokenizer
 from ._vocab import BOS, DEFAULT_SPECIALS, EOS, PAD, UNK, Vocab, build_vocab_from_iterator
 
 
@@ -47,8 +50,14 @@ class Encoder:
         enc = Encoder("basic_english", max_len=64)
         enc.fit(train_texts)
         ids = enc("A short text.")                 # tensor([...])
-        (padded, lengths), y = enc.collate_fn([(enc(t), 0) for t in texts])
+        padded, lengths = enc.encode_padded(texts)  # (B, T) ids, (B,) lengths: the batch path
+        loader = DataLoader(list(zip(texts, labels)), batch_size=32, collate_fn=enc.collate_fn)
+        # -> ((padded, lengths), labels) per batch, encoded as a batch
+
+    Recipes apply it per batch (``batched = True``): samples stay raw text until the collate.
     """
+
+    batched = True  # torchrig: apply in the loader's collate_fn, to whole batches of raw inputs
 
     def __init__(self, tokenizer: Any = "basic_english", *, vocab: Any = None, max_len: int = 256,
                  min_freq: int = 1, max_tokens: int | None = None, bos: bool = False, eos: bool = False) -> None:
@@ -58,7 +67,6 @@ class Encoder:
         self.tokenizer = _make_tokenizer(tokenizer)
         self.max_len, self.min_freq, self.max_tokens, self.bos, self.eos = max_len, min_freq, max_tokens, bos, eos
         self.vocab: Vocab | None = None
-        self._fast: Any = None
         if vocab is not None:
             self._set_vocab(vocab if isinstance(vocab, Vocab) else _from_torchtext(vocab))
 
@@ -82,12 +90,9 @@ class Encoder:
     def _set_vocab(self, vocab: Vocab) -> None:
         self.vocab = vocab
         self.pad_id = vocab.stoi.get(PAD, 0)
-        if isinstance(self.tokenizer, RuleTokenizer) and UNK in vocab:
-            self._fast = self.tokenizer.word_level(vocab.stoi, UNK)  # texts -> ids in Rust
-        elif isinstance(self.tokenizer, TrainedTokenizer):
-            self._fast = self.tokenizer.tokenizer
-        else:
-            self._fast = None
+        self._empty_id = vocab.stoi[UNK] if UNK in vocab else self.pad_id
+        self._bos_id, self._eos_id = (vocab[BOS] if self.bos else None), (vocab[EOS] if self.eos else None)
+        self._lookup = _Lookup(vocab)
 
     @property
     def model_kwargs(self) -> dict[str, int]:
@@ -116,45 +121,86 @@ class Encoder:
                                          "(recipes do it on the training split).")
 
     # ---------------------------------------------------------------- encoding
-    def _finish(self, ids: list[int]) -> torch.Tensor:
+    def _id_lists(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's ids: tokenized, looked up, truncated, bos/eos added; never empty."""
+        self._check_fitted()
+        try:
+            if isinstance(self.tokenizer, TrainedTokenizer):  # subwords: HF tokenizers, a batch in Rust
+                hf = self.tokenizer.tokenizer
+                # encode_batch_fast (tokenizers >= 0.21) skips the character offsets we never use
+                encode = getattr(hf, "encode_batch_fast", hf.encode_batch)
+                ids = [e.ids for e in encode(list(texts), add_special_tokens=False)]
+            else:
+                tokenize = getattr(self.tokenizer, "_split", self.tokenizer)  # skip a call layer per text
+                lookup = self._lookup.__getitem__  # map() over a C method: the fastest lookup in Python
+                ids = [list(map(lookup, tokenize(t))) for t in texts]
+        except (TypeError, AttributeError):  # not a string: say which input
+            bad = next((t for t in texts if not isinstance(t, str)), None)
+            if bad is None:
+                raise
+            raise torchrig.TorchrigError(f"text/encode takes strings, got {type(bad).__name__}: {bad!r:.60}.") from None
         room = self.max_len - self.bos - self.eos
-        ids = ids[:room]
-        if self.bos:
-            ids = [self.vocab[BOS], *ids]
-        if self.eos:
-            ids = [*ids, self.vocab[EOS]]
-        if not ids:  # an empty text still gives one token, so every sample has length >= 1
-            ids = [self.vocab[UNK] if UNK in self.vocab else self.pad_id]
-        return torch.tensor(ids, dtype=torch.long)
+        head = [self._bos_id] if self.bos else []
+        tail = [self._eos_id] if self.eos else []
+        empty = [self._empty_id]  # an empty text still gives one token, so every length is >= 1
+        if head or tail:
+            return [head + x[:room] + tail for x in ids]
+        return [(x if len(x) <= room else x[:room]) if x else empty for x in ids]
 
     def __call__(self, text: str) -> torch.Tensor:
-        self._check_fitted()
-        if not isinstance(text, str):
-            raise torchrig.TorchrigError(f"text/encode takes a string, got {type(text).__name__}.")
-        if self._fast is not None:
-            return self._finish(self._fast.encode(text, add_special_tokens=False).ids)
-        return self._finish(self.vocab.lookup_indices(self.tokenizer(text)))
+        """One text -> a 1-D tensor of ids."""
+        return torch.tensor(self._id_lists([text])[0], dtype=torch.long)
 
     def encode_batch(self, texts: Sequence[str]) -> list[torch.Tensor]:
-        """Encode many texts at once (in parallel, in Rust, on the fast path)."""
-        self._check_fitted()
-        if self._fast is not None:
-            # encode_batch_fast (tokenizers >= 0.21) skips character offsets we never use
-            encode = getattr(self._fast, "encode_batch_fast", self._fast.encode_batch)
-            return [self._finish(e.ids) for e in encode(list(texts), add_special_tokens=False)]
-        return [self(t) for t in texts]
+        """Many texts -> one 1-D id tensor each (see ``encode_padded`` for the fast batch path)."""
+        return [torch.tensor(x, dtype=torch.long) for x in self._id_lists(texts)]
 
-    def collate_fn(self, batch: Sequence[tuple[torch.Tensor, Any]]) -> tuple[tuple[torch.Tensor, torch.Tensor], Any]:
-        """Pad a batch of ``(ids, target)`` to its longest text: ``((ids (B, T), lengths (B,)), targets)``."""
-        ids = [b[0] for b in batch]
-        lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
-        padded = pad_sequence(ids, batch_first=True, padding_value=self.pad_id)
+    def encode_padded(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of texts -> ``(ids (B, T), lengths (B,))``, padded with ``pad_id`` to the longest.
+
+        Builds one array for the batch (through NumPy), not one tensor per text.
+        """
+        return _pad(self._id_lists(texts), self.pad_id)
+
+    def collate_fn(self, batch: Sequence[tuple[Any, Any]]) -> tuple[tuple[torch.Tensor, torch.Tensor], Any]:
+        """``[(text or ids, target), ...]`` -> ``((ids (B, T), lengths (B,)), targets)``.
+
+        Raw texts are encoded here, as one batch; already-encoded id tensors are just padded.
+        """
+        inputs = [b[0] for b in batch]
         targets = torch.utils.data.default_collate([b[1] for b in batch])
-        return (padded, lengths), targets
+        if all(isinstance(x, str) for x in inputs):
+            return self.encode_padded(inputs), targets
+        lengths = torch.tensor([len(x) for x in inputs], dtype=torch.long)
+        return (pad_sequence(inputs, batch_first=True, padding_value=self.pad_id), lengths), targets
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         self._check_fitted()
         return self.vocab.lookup_tokens(int(i) for i in ids)
+
+    def lengths(self, texts: Iterable[str]) -> list[int]:
+        """Characters per text: a cheap stand-in for token counts, for length bucketing."""
+        return [len(t) for t in texts]
+
+
+class _Lookup(dict):
+    """token -> id; an unknown token gets the vocabulary's default id (or a clear error)."""
+
+    def __init__(self, vocab: Vocab) -> None:
+        super().__init__(vocab.stoi)
+        self.vocab = vocab
+
+    def __missing__(self, token: str) -> int:
+        return self.vocab[token]  # the default index, or TorchrigError naming the token
+
+
+def _pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+    width = int(lengths.max()) if len(ids) else 0
+    out = np.full((len(ids), width), pad_id, dtype=np.int64)
+    out[np.arange(width) < lengths[:, None]] = flat  # row-major fill: the ids in order
+    return torch.from_numpy(out), torch.from_numpy(lengths)
 
 
 def _from_torchtext(vocab: Any) -> Vocab:

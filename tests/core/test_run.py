@@ -135,3 +135,9 @@ def test_fitted_transform_is_fitted_once_saved_and_reused(recipe_file, tmp_path,
     sample.write_text(",".join(["0.5"] * 64))
     assert main(["predict", str(run), str(sample)]) == 2
     assert "lacks the fitted state of its train_transform (fitted.json)" in capsys.readouterr().err
+
+
+def test_bucket_by_length_needs_lengths(recipe_file, tmp_path, capsys):
+    assert main(["train", str(recipe_file), "--out", str(tmp_path / "run"), "--quiet",
+                 "--set", "data.bucket_by_length=true"]) == 2
+    assert "data.bucket_by_length needs each sample's length" in capsys.readouterr().err

@@ -67,3 +67,34 @@ def test_a_plain_callable_tokenizer_and_a_ready_vocab_work():
     vocab = build_vocab_from_iterator([t.lower().split() for t in TEXTS])
     enc = Encoder(lambda s: s.lower().split(), vocab=vocab).fit(["ignored: the vocab is given"])
     assert enc.vocab is vocab and enc("the cat").tolist() == [vocab["the"], vocab["cat"]]
+
+
+@pytest.mark.parametrize("tokenizer", ["basic_english", "whitespace", {"name": "bpe", "vocab_size": 60, "min_frequency": 1}])
+def test_batch_path_equals_text_by_text(tokenizer):
+    """encode_padded (what the loader's collate runs on raw texts) = each text encoded, then padded."""
+    enc = Encoder(tokenizer, max_len=7, eos=True).fit(TEXTS * 3)
+    texts = TEXTS + ["", "unseen words entirely here and more and more"]
+    ids, lengths = enc.encode_padded(texts)
+    one_by_one = [enc(t) for t in texts]
+    assert lengths.tolist() == [len(x) for x in one_by_one] and max(lengths) <= 7
+    assert torch.equal(ids, torch.nn.utils.rnn.pad_sequence(one_by_one, batch_first=True, padding_value=enc.pad_id))
+    (from_raw, raw_lengths), y = enc.collate_fn([(t, i) for i, t in enumerate(texts)])
+    (from_ids, _), _ = enc.collate_fn([(x, i) for i, x in enumerate(one_by_one)])
+    assert torch.equal(from_raw, from_ids) and torch.equal(raw_lengths, lengths) and y.tolist() == list(range(6))
+    with pytest.raises(torchrig.TorchrigError, match=r"text/encode takes strings, got int: 3"):
+        enc.encode_padded(["fine", 3])
+
+
+def test_empty_text_gives_one_unknown_token():
+    enc = Encoder("basic_english").fit(TEXTS)
+    assert enc("").tolist() == [enc.vocab["<unk>"]] and enc("   ").tolist() == [enc.vocab["<unk>"]]
+
+
+def test_fitted_encoder_pickles_for_worker_processes():
+    """DataLoader workers started with spawn (macOS, Windows) receive the encoder by pickle."""
+    import pickle
+
+    for tokenizer in ("basic_english", "char", {"name": "wordpiece", "vocab_size": 60, "min_frequency": 1}):
+        enc = Encoder(tokenizer).fit(TEXTS)
+        again = pickle.loads(pickle.dumps(enc))
+        assert all(torch.equal(enc(t), again(t)) for t in TEXTS)
