@@ -1,5 +1,6 @@
 """Text classifiers on padded id batches ``(ids (B, T), lengths (B,))``; padding never changes a
-sample's output (masks, packed sequences, bag exclusion)."""
+sample's output (masks, packed sequences, bag exclusion). Without ``lengths`` (e.g. fixed-width
+arrays from scikit-learn), each text's length is its count of non-``pad_id`` ids: padding trails."""
 
 from __future__ import annotations
 
@@ -10,6 +11,14 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from ._plugin import plugin
+
+
+def _trim(ids: torch.Tensor, lengths: torch.Tensor | None, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lengths (given, or counted as non-padding ids), and ids cut to the longest text."""
+    if lengths is None:
+        lengths = (ids != pad_id).sum(1).clamp_min(1)
+    lengths = lengths.to(ids.device)
+    return ids[:, : int(lengths.max())], lengths
 
 
 def _mask(ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -46,10 +55,10 @@ class RNNClassifier(nn.Module):
                         dropout=dropout if layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(2 * hidden, num_classes)
+        self.pad_id = pad_id
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        if lengths is None:
-            lengths = torch.full((ids.shape[0],), ids.shape[1], dtype=torch.long)
+        ids, lengths = _trim(ids, lengths, self.pad_id)
         packed = pack_padded_sequence(self.embedding(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, hidden = self.rnn(packed)
         if isinstance(hidden, tuple):  # LSTM: (h, c)
@@ -100,9 +109,11 @@ class TransformerClassifier(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.fc = nn.Linear(dim, num_classes)
         self.scale = math.sqrt(dim)
+        self.pad_id = pad_id
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        mask = _mask(ids, lengths) if lengths is not None else torch.ones_like(ids, dtype=torch.bool)
+        ids, lengths = _trim(ids, lengths, self.pad_id)
+        mask = _mask(ids, lengths)
         t = ids.shape[1]
         pos = self.positions(torch.arange(t, device=ids.device)) if self.learned else self.positions(t)
         x = self.embedding(ids) * self.scale + pos
@@ -141,9 +152,7 @@ class KimCNN(nn.Module):
         self.fc = nn.Linear(channels * len(kernel_sizes), num_classes)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        if lengths is None:
-            lengths = torch.full((ids.shape[0],), ids.shape[1], dtype=torch.long, device=ids.device)
-        lengths = lengths.to(ids.device)
+        ids, lengths = _trim(ids, lengths, self.pad_id)
         widest = max(self.kernel_sizes)
         if ids.shape[1] < widest:  # every text is at least as long as the widest filter
             ids = nn.functional.pad(ids, (0, widest - ids.shape[1]), value=self.pad_id)

@@ -18,8 +18,12 @@ def test_padding_does_not_change_outputs(name):
     with torch.no_grad():
         together = model(padded, lengths)
         alone = torch.cat([model(t[None], torch.tensor([len(t)])) for t in texts])
+        # fixed-width arrays without lengths (scikit-learn): lengths counted from the padding
+        wide = torch.nn.functional.pad(padded, (0, 20), value=0)
+        counted = model(wide)
     assert together.shape == (4, 4)
     torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(counted, alone, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", torchrig.list_models(plugin="text"))
