@@ -39,7 +39,9 @@ class Callback:
     ``logs`` run before those that read them, and checkpointing runs last so that the saved state
     includes every other callback's update for that epoch.
 
-    Override ``state_dict``/``load_state_dict`` for state that must survive a resume.
+    Override ``state_dict``/``load_state_dict`` for state that must survive a resume. Under DDP
+    every rank runs every callback, except those with ``rank_zero_only = True`` (progress bar,
+    checkpoints, loggers: whatever prints or writes files), which run on rank 0 alone.
 
     Example::
 
@@ -49,6 +51,7 @@ class Callback:
     """
 
     order: int = 0
+    rank_zero_only: bool = False
 
     def on_fit_start(self, trainer: Trainer, **kwargs: Any) -> None:
         """Called once before the first epoch (after a resume has restored state)."""
@@ -132,6 +135,7 @@ class ProgressBar(Callback):
     """
 
     order = 50
+    rank_zero_only = True
 
     def __init__(self, *, refresh_rate: int = 10, bar: bool | None = None, file: Any = None) -> None:
         self.refresh_rate = max(1, int(refresh_rate))
@@ -248,6 +252,7 @@ class ModelCheckpoint(Callback):
     """
 
     order = 100
+    rank_zero_only = True
     WEIGHTS = "weights.safetensors"
     STATE = "state.pt"
 
@@ -318,6 +323,7 @@ class CSVLogger(Callback):
     """
 
     order = 60
+    rank_zero_only = True
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -344,6 +350,7 @@ class TensorBoardLogger(Callback):
     """
 
     order = 60
+    rank_zero_only = True
 
     def __init__(self, log_dir: str | Path) -> None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a recipe key, e.g. --set data.batch_size=128 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train with DDP on N processes of this machine (runs torchrun --standalone "
+                        "--nproc_per_node N); for several machines call torchrun yourself")
 
     p = sub.add_parser("evaluate", help="recompute metrics from a run dir")
     p.add_argument("run_dir")
@@ -71,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except TorchrigError as exc:
-        print(f"torchrig: error: {exc}", file=sys.stderr)
+        where = f" (rank {os.environ['RANK']})" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+        print(f"torchrig: error{where}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("torchrig: interrupted", file=sys.stderr)
@@ -129,9 +134,24 @@ def _train(args: argparse.Namespace) -> int:
     from ._recipe import load_recipe
     from ._run import train
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_recipe(args.recipe, args.overrides)  # a bad recipe fails here, before any launch
+    if args.nproc > 1 and "RANK" not in os.environ:
+        return _torchrun(args)
     train(recipe, out=args.out, resume=args.resume, progress_bar=not args.quiet)
     return 0
+
+
+def _torchrun(args: argparse.Namespace) -> int:
+    """Replace this process by torchrun running the same command on ``--nproc`` processes."""
+    command = ["train", args.recipe, *(["--out", args.out] if args.out else [])]
+    command += [item for o in args.overrides for item in ("--set", o)]
+    command += ["--resume"] * args.resume + ["--quiet"] * args.quiet
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+            "-m", "torchrig", *command]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
+    return 0  # not reached
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
 
 from ._errors import TorchrigError
 from ._recipe import Recipe, component
@@ -208,7 +208,14 @@ def make_loader(dataset: Dataset, recipe: Recipe, *, train: bool, device: torch.
     if lengths is not None:
         sampler = BucketBatchSampler(lengths, batch_size, shuffle=train, generator=generator if train else None)
         return DataLoader(dataset, batch_sampler=sampler, **common)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=train, **common)
+    if train:
+        # The order DDP uses, on one process: a permutation drawn from (seed, epoch) each epoch
+        # (the Trainer calls set_epoch). Under torchrun each rank takes every world_size-th sample
+        # of the same permutation, so its k-th batches together are this k-th batch.
+        seed = int(generator.initial_seed()) if generator is not None else int(recipe["seed"])
+        order = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=seed)
+        return DataLoader(dataset, batch_size=batch_size, sampler=order, **common)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, **common)
 
 
 def collate_of(dataset: Dataset) -> Callable | None:

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import _seed
+from . import _dist, _seed
 from ._callbacks import Callback, CSVLogger, LRMonitor, ModelCheckpoint, ProgressBar
 from ._checkpoint import load_state, save_state
 from ._device import autocast, make_grad_scaler, resolve_device, resolve_precision, to_device
@@ -47,6 +47,12 @@ class Trainer:
 
     A batch is ``(inputs, target)``; ``inputs`` may be a tensor (``model(x)``), a tuple
     (``model(*x)``) or a dict of tensors (``model(**x)``).
+
+    Under ``torchrun`` (several processes) ``fit`` joins the process group (nccl on CUDA, gloo on
+    CPU), trains a ``DistributedDataParallel`` copy of the model, gives each rank its share of
+    every ``DataLoader`` (a ``DistributedSampler`` for training, reseeded each epoch; evaluation
+    counts every sample once), sums losses and metrics over ranks, and lets only rank 0 print and
+    write files. The global batch is ``batch_size x world_size``.
 
     Args:
         max_epochs: number of epochs to train.
@@ -105,6 +111,7 @@ class Trainer:
                     "Subclass torchrig.Callback and override the on_* hooks you need."
                 )
         self.max_epochs = int(max_epochs)
+        _dist.local_device()  # under torchrun on GPUs: this process's GPU becomes "cuda"
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.accumulate_grad_batches = int(accumulate_grad_batches)
@@ -138,6 +145,7 @@ class Trainer:
         self.history = History()
         self.should_stop = False
         self._metric_sets: dict[tuple, MetricSet] = {}
+        self._net: nn.Module | None = None  # what training calls: the model, or its DDP wrapper
 
     # ------------------------------------------------------------------ public verbs
 
@@ -185,11 +193,28 @@ class Trainer:
                 "Build it with e.g. torch.optim.AdamW(model.parameters(), lr=1e-3)."
             )
         metric_set = self._metric_set(metrics)
+        owned = _dist.setup(self.device)
+        try:
+            return self._fit(model, train_loader, loss_fn, optimizer, val_loader, scheduler, metric_set, resume)
+        finally:
+            _dist.teardown(owned)
+
+    def _fit(self, model: nn.Module, train_loader: Iterable, loss_fn: Callable, optimizer: torch.optim.Optimizer,
+             val_loader: Iterable | None, scheduler: Any, metric_set: MetricSet, resume: bool | str | Path) -> History:
+        if _dist.active():
+            train_loader = _dist.distributed_loader(train_loader, train=True)
+            val_loader = _dist.distributed_loader(val_loader, train=False) if val_loader is not None else None
         self.num_train_batches = _check_loader(train_loader, "train_loader")
         if val_loader is not None:
             _check_loader(val_loader, "val_loader")
 
         self.model = model.to(self.device)
+        self._net = self.model
+        if _dist.active():  # gradients all-reduced in backward; the plain module stays self.model
+            from torch.nn.parallel import DistributedDataParallel
+
+            self._net = DistributedDataParallel(self.model, device_ids=[self.device.index]
+                                                if self.device.type == "cuda" else None)
         self.optimizer, self.scheduler, self.train_loader = optimizer, scheduler, train_loader
         self.scaler = make_grad_scaler(self.precision, self.device)
         self.history, self.epoch, self.global_step, self.should_stop = History(), 0, 0, False
@@ -197,12 +222,16 @@ class Trainer:
             self._resume(resume)
 
         step_callbacks = [cb for cb in self.callbacks
-                          if type(cb).on_train_batch_end is not Callback.on_train_batch_end]
+                          if type(cb).on_train_batch_end is not Callback.on_train_batch_end
+                          and (self.is_global_zero or not cb.rank_zero_only)]
         self._call("on_fit_start")
         try:
             while self.epoch < self.max_epochs and not self.should_stop:
                 epoch = self.epoch + 1
                 started = time.perf_counter()
+                set_epoch = getattr(getattr(self.train_loader, "sampler", None), "set_epoch", None)
+                if set_epoch is not None:  # DistributedSampler: a new shuffle each epoch
+                    set_epoch(epoch)
                 self._call("on_train_epoch_start", epoch=epoch)
                 logs: dict[str, Any] = {"epoch": epoch, "train_loss": self._train_epoch(epoch, loss_fn, step_callbacks)}
                 if val_loader is not None:
@@ -221,6 +250,7 @@ class Trainer:
                          "Run again with fit(..., resume=True) to continue.")
             raise
         self._call("on_fit_end")
+        _dist.barrier()  # rank 0's files are complete before any rank reads them
         return self.history
 
     def evaluate(
@@ -238,6 +268,8 @@ class Trainer:
         """
         _check_loader(loader, "loader")
         model.to(self.device)
+        if _dist.active():  # each rank evaluates its share; losses and metrics are summed over ranks
+            loader = _dist.distributed_loader(loader, train=False)
         return self._evaluate(model, loader, loss_fn, self._metric_set(metrics))
 
     def predict(self, model: nn.Module, loader: Iterable) -> torch.Tensor:
@@ -343,7 +375,7 @@ class Trainer:
     # ------------------------------------------------------------------ the loops
 
     def _train_epoch(self, epoch: int, loss_fn: Callable, step_callbacks: list[Callback]) -> float:
-        model, optimizer, scaler, device = self.model, self.optimizer, self.scaler, self.device
+        model, optimizer, scaler, device = self._net, self.optimizer, self.scaler, self.device
         accumulate = self.accumulate_grad_batches
         n_batches = self.num_train_batches
         move = device.type != "cpu"  # DataLoader batches already live on the CPU
@@ -401,6 +433,8 @@ class Trainer:
             sizes = torch.tensor([p[2] for p in pending], dtype=torch.float64)
             total += float((losses.double() * sizes).sum())
             count += int(sizes.sum())
+        if _dist.active():
+            total, count = _dist.sum_all([total, count], device)
         return total / count if count else math.nan
 
     def _optimizer_step(self) -> None:
@@ -457,22 +491,39 @@ class Trainer:
         if step < 0:
             raise TorchrigError("The evaluation loader yielded no batches; check that its dataset is not empty.")
         scores = {}
-        if losses:  # one device-to-host read per epoch, weighted by batch size
+        if loss_fn is not None:  # one device-to-host read per epoch, weighted by batch size
             weights = torch.tensor(sizes, dtype=torch.float64)
-            total = float((torch.stack(losses).double().cpu() * weights).sum())
-            scores["loss"] = total / float(weights.sum())
-        scores.update(metric_set.compute())
+            total = float((torch.stack(losses).double().cpu() * weights).sum()) if losses else 0.0
+            total, count = _dist.sum_all([total, float(weights.sum())], device)
+            scores["loss"] = total / count
+        scores.update(metric_set.compute())  # torchmetrics gathers its states over ranks
         return scores
 
     # ------------------------------------------------------------------ plumbing
 
     def _call(self, hook: str, **kwargs: Any) -> None:
+        zero = self.is_global_zero
         for cb in self.callbacks:
-            getattr(cb, hook)(self, **kwargs)
+            if zero or not cb.rank_zero_only:
+                getattr(cb, hook)(self, **kwargs)
+
+    @property
+    def world_size(self) -> int:
+        """Processes training together (1 unless launched by torchrun)."""
+        return _dist.world_size()
+
+    @property
+    def global_rank(self) -> int:
+        return _dist.rank()
+
+    @property
+    def is_global_zero(self) -> bool:
+        """True in the process that prints and writes files (always, without DDP)."""
+        return _dist.rank() == 0
 
     def log(self, message: str) -> None:
-        """Print an informational line (to stderr) unless the trainer is quiet."""
-        if self.verbose:
+        """Print an informational line (to stderr) unless the trainer is quiet (rank 0 only)."""
+        if self.verbose and self.is_global_zero:
             print(f"torchrig: {message}", file=sys.stderr, flush=True)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from . import _dist
 from ._callbacks import CSVLogger, EarlyStopping, ModelCheckpoint
 from ._checkpoint import atomic_write, load_weights
 from torch.utils.data import Dataset, default_collate
@@ -120,7 +121,7 @@ def fit_transforms(transforms: tuple[Any, Any], run_dir: Path, train_data: Datas
                                 "the run did not finish its set-up. Train it again.")
         fitted[key] = transform
         implied.update(getattr(transform, "model_kwargs", None) or {})
-    if changed:
+    if changed and _dist.rank() == 0:  # under DDP every rank fits the same state; rank 0 writes it
         atomic_write(path, json.dumps(saved).encode("utf-8"))
     return implied
 
@@ -178,7 +179,22 @@ def default_run_dir(recipe: Recipe, resume: bool) -> Path:
 
 def train(recipe: Recipe, *, out: str | Path | None = None, resume: bool = False,
           progress_bar: bool = True) -> Path:
-    """Train a recipe into a run dir and return its path (see the module docstring)."""
+    """Train a recipe into a run dir and return its path (see the module docstring).
+
+    Under torchrun every rank runs this; the process group spans the whole run (training and
+    the final evaluation), and only rank 0 writes the run dir and prints.
+    """
+    _dist.local_device()
+    owned = _dist.setup(resolve_device(recipe["trainer"]["device"]))
+    try:
+        run_dir = _train(recipe, out=out, resume=resume, progress_bar=progress_bar)
+        _dist.barrier()  # on success only: a failed rank must not wait for the others
+        return run_dir
+    finally:
+        _dist.teardown(owned)
+
+
+def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar: bool) -> Path:
     started = time.time()
     run_dir = Path(out) if out is not None else default_run_dir(recipe, resume)
     if resume and not (run_dir / "state.pt").is_file():
@@ -187,6 +203,8 @@ def train(recipe: Recipe, *, out: str | Path | None = None, resume: bool = False
     if not resume and (run_dir / "state.pt").exists():
         raise TorchrigError(f"{str(run_dir)!r} already holds a run. Add --resume to continue it, "
                             "or choose another --out.")
+    _dist.barrier()  # every rank has checked the run dir before rank 0 writes to it
+    zero = _dist.rank() == 0
     seed = int(recipe["seed"])
     generator = seed_everything(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -195,6 +213,8 @@ def train(recipe: Recipe, *, out: str | Path | None = None, resume: bool = False
     cfg = recipe["trainer"]
     train_loader = built.loader("train", train=True, generator=generator)
     val_loader = built.loader("val") if "val" in built.splits else None
+    if _dist.active():  # shard now, so the scheduler counts this rank's steps per epoch
+        train_loader = _dist.distributed_loader(train_loader, train=True)
 
     model = build_model(recipe)
     loss_fn = build_loss(recipe)
@@ -216,10 +236,11 @@ def train(recipe: Recipe, *, out: str | Path | None = None, resume: bool = False
         callbacks=callbacks, progress_bar=progress_bar,
     )
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / RECIPE, recipe.to_yaml().encode())
     meta = {"task": recipe["task"], "classes": built.classes, "dataset": component(recipe["data"]["dataset"])[0],
-            "sizes": {s: len(d) for s, d in built.splits.items()}}
-    atomic_write(run_dir / META, json.dumps(meta, indent=2).encode())
+            "sizes": {s: len(d) for s, d in built.splits.items()}, "world_size": _dist.world_size()}
+    if zero:
+        atomic_write(run_dir / RECIPE, recipe.to_yaml().encode())
+        atomic_write(run_dir / META, json.dumps(meta, indent=2).encode())
 
     history = trainer.fit(model, train_loader, loss_fn, optimizer, val_loader=val_loader, scheduler=scheduler,
                           metrics=recipe["metrics"], resume=resume)
@@ -231,6 +252,8 @@ def train(recipe: Recipe, *, out: str | Path | None = None, resume: bool = False
         if split in built.splits:
             scores[split] = trainer.evaluate(model, built.loader(split), loss_fn, metrics=recipe["metrics"])
     plots = run_dir / "plots"
+    if not zero:
+        return run_dir
     from ._plots import confusion_matrix, learning_curves
 
     learning_curves(list(history), plots / "learning_curves.png")

@@ -81,7 +81,7 @@ class _AutoDevice:
         if obj is None:
             return self
         value = obj.__dict__.get("device", "auto")
-        return str(resolve_device("auto")) if value == "auto" else value
+        return str(resolve_device("auto")) if isinstance(value, str) and value == "auto" else value
 
     def __set__(self, obj: Any, value: Any) -> None:
         obj.__dict__["device"] = value
@@ -112,31 +112,42 @@ class _RigMixin:
             return get_entry("model", self.module).builder
         return self.module
 
-    def _implied_kwargs(self, X: Any, n_outputs: int) -> dict[str, Any]:
-        """Builder arguments the data settles: outputs from y, sizes from X (and whatever a
-        preprocessor put in ``X.model_kwargs``), for those the builder takes and the user left unset."""
+    def _builder_params(self) -> tuple[dict[str, Any], bool] | None:
+        """The builder's parameters and whether it takes ``**kwargs`` (None: unknown)."""
         builder = self._builder()
         if isinstance(builder, nn.Module):  # a ready instance: nothing to fill in
-            return {}
+            return None
         try:
             params = inspect.signature(builder).parameters
         except (TypeError, ValueError):
+            return None
+        return dict(params), any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+    def _implied_kwargs(self, model_kwargs: dict[str, Any], shape: tuple[int, ...] | None,
+                        n_outputs: int) -> dict[str, Any]:
+        """Builder arguments the data settles: outputs from y, sizes from X's shape, and whatever a
+        preprocessor put in ``X.model_kwargs``, for those the builder takes and the user left unset."""
+        found = self._builder_params()
+        if found is None:
             return {}
-        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-        implied: dict[str, Any] = dict(getattr(X, "model_kwargs", None) or {})
+        params, _ = found
+        implied = dict(model_kwargs)
         output = next((n for n in self._output_names if n in params), None)
         if output is not None:
             implied[output] = n_outputs
-        shape = getattr(X, "shape", None)
         if shape is not None and len(shape) == 2 and "in_features" in params:
             implied["in_features"] = int(shape[1])
         elif shape is not None and len(shape) >= 3 and "in_channels" in params:
             implied.setdefault("in_channels", int(shape[1]))
-        given = self.get_params_for("module")
-        return {k: v for k, v in implied.items() if k not in given and (k in params or takes_any)}
+        return implied
 
     def initialize_module(self) -> Any:
-        kwargs = {**getattr(self, "module_implied_", {}), **self.get_params_for("module")}
+        implied = getattr(self, "module_implied_", {})
+        found = self._builder_params()
+        if found is not None:  # only what this builder takes (``module`` may have changed since fit)
+            params, takes_any = found
+            implied = {k: v for k, v in implied.items() if k in params or takes_any}
+        kwargs = {**implied, **self.get_params_for("module")}
         if isinstance(self.module, str):
             from ._registry import get_model
 
@@ -148,7 +159,16 @@ class _RigMixin:
     # ------------------------------------------------------------ data
     @staticmethod
     def _inputs(X: Any) -> Any:
-        """Plain arrays for skorch: float64 becomes float32 (the models' dtype); ids stay int64."""
+        """Plain arrays for skorch: pandas objects and lists become arrays, float64 becomes
+        float32 (the models' dtype), ids stay int64. Tensors, dicts and Datasets pass through."""
+        if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):  # pandas DataFrame / Series
+            X = X.to_numpy()
+        elif isinstance(X, (list, tuple)):
+            array = np.asarray(X)
+            if array.dtype.kind not in "biuf":
+                raise TorchrigError(f"X is a list of {type(X[0]).__name__ if len(X) else 'nothing'}, not of numbers; "
+                                    "turn raw inputs into arrays first (a torchrig preprocessor in a Pipeline).")
+            X = array
         if isinstance(X, np.ndarray):
             X = np.asarray(X)  # drops ModelInputs' subclass: collate wants plain arrays
             if X.dtype == np.float64:
@@ -161,7 +181,7 @@ class _RigMixin:
             torch.set_num_threads(budget)
         self.n_threads_ = torch.get_num_threads()
 
-    def _targets(self, y: Any, fresh: bool) -> tuple[np.ndarray, int]:
+    def _targets(self, y: Any, fresh: bool, classes: Any = None) -> tuple[np.ndarray, int]:
         """``y`` as skorch trains on it, and the model's output size."""
         raise NotImplementedError
 
@@ -169,27 +189,49 @@ class _RigMixin:
         """Fit on ``X`` and ``y`` (re-initialising the module unless ``warm_start``); as skorch's ``fit``."""
         fresh = not self.warm_start or not getattr(self, "initialized_", False)
         X, targets = self._prepare(X, y, fresh)
-        if fresh:
-            self.initialize()
-        NeuralNet.partial_fit(self, X, targets, _routing_method="fit", **fit_params)
+        with torch.random.fork_rng(devices=[], enabled=self.random_state is not None):
+            if self.random_state is not None:  # the same fit in any process, on any machine
+                torch.manual_seed(int(self.random_state))
+            if fresh:
+                self.initialize()
+            NeuralNet.partial_fit(self, X, targets, _routing_method="fit", **fit_params)
         return self
 
     def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params: Any) -> Any:
         """Train further from where the estimator is (one ``max_epochs`` round); as skorch's."""
-        X, targets = self._prepare(X, y, not getattr(self, "initialized_", False))
+        X, targets = self._prepare(X, y, not getattr(self, "initialized_", False), classes)
         NeuralNet.partial_fit(self, X, targets, **fit_params)
         return self
 
-    def _prepare(self, X: Any, y: Any, fresh: bool) -> tuple[Any, np.ndarray]:
+    def _prepare(self, X: Any, y: Any, fresh: bool, classes: Any = None) -> tuple[Any, np.ndarray]:
         if y is None:
             raise TorchrigError(f"{type(self).__name__}.fit needs targets y (one per sample).")
-        targets, n_outputs = self._targets(y, fresh)
+        model_kwargs = dict(getattr(X, "model_kwargs", None) or {})
+        X = self._inputs(X)
+        targets, n_outputs = self._targets(y, fresh, classes)
+        if len(targets) != len(X):
+            raise TorchrigError(f"X has {len(X)} samples but y has {len(targets)}; they must match.")
         if fresh:
-            self.module_implied_ = self._implied_kwargs(X, n_outputs)
+            self.module_implied_ = self._implied_kwargs(model_kwargs, getattr(X, "shape", None), n_outputs)
+            self.fitted_on_preprocessed_ = bool(model_kwargs)
         self._fit_threads()
-        return self._inputs(X), targets
+        return X, targets
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """As skorch's (the model's outputs through its nonlinearity), on inputs cast like ``fit``'s."""
+        self.check_is_fitted()
+        return super().predict_proba(self._inputs(X))
 
     # ------------------------------------------------------------ pickling and params
+    def set_params(self, **params: Any) -> Any:
+        """As skorch's; a new ``module`` makes the estimator unfitted (``fit`` builds it, with the
+        sizes its data implies) instead of rebuilding it at once with the old model's sizes."""
+        if "module" in params and getattr(self, "initialized_", False):
+            self.initialized_ = False
+            for name in ("module_", "optimizer_", "criterion_"):
+                self.__dict__.pop(name, None)
+        return super().set_params(**params)
+
     def get_params(self, deep: bool = True, **kwargs: Any) -> dict[str, Any]:
         params = super().get_params(deep=deep, **kwargs)
         params["device"] = self.__dict__.get("device", "auto")
@@ -249,24 +291,42 @@ class _RigMixin:
         Returns:
             The run dir.
         """
+        import tempfile
+
         import yaml
 
+        from ._data import build_splits
         from ._recipe import component, load_recipe
 
         self.check_is_fitted()
         if not isinstance(self.module, str):
             raise TorchrigError("save_run needs a registry model (module='vision/small_cnn', ...), so that "
                                 f"the CLI can rebuild it; this estimator's module is {self.module!r}.")
+        if getattr(self, "fitted_on_preprocessed_", False):
+            raise TorchrigError("This estimator was fitted on the output of a scikit-learn preprocessor (TextEncoder, "
+                                "ImagePreprocessor, LogMel), which a run dir cannot reproduce. Save the whole "
+                                "fitted Pipeline with joblib.dump instead.")
         run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
         task = "classification" if isinstance(self, RigClassifier) else "regression"
         model = {"name": self.module, **getattr(self, "module_implied_", {}), **self.get_params_for("module")}
         recipe = {"name": name or run_dir.name, "task": task, "data": data, "model": model,
                   "trainer": {"device": "auto"}}
-        atomic_write(run_dir / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False).encode())
-        loaded = load_recipe(run_dir / "recipe.yaml")  # what the CLI will read: fail here, not there
-        meta = {"task": task, "classes": [str(c) for c in self.classes_] if task == "classification" else None,
-                "dataset": component(loaded["data"]["dataset"])[0]}
+        text = yaml.safe_dump(recipe, sort_keys=False)
+        with tempfile.TemporaryDirectory() as tmp:  # check what the CLI will read before writing anything
+            (Path(tmp) / "recipe.yaml").write_text(text)
+            loaded = load_recipe(Path(tmp) / "recipe.yaml")
+        classes = None
+        if task == "classification":
+            classes = [c.item() if isinstance(c, np.generic) else c for c in self.classes_]
+            dataset_classes = build_splits(loaded)[1]["classes"]
+            if dataset_classes is not None and [str(c) for c in classes] != list(dataset_classes):
+                raise TorchrigError(f"The estimator's classes_ {[str(c) for c in classes][:10]} are not "
+                                    f"{component(loaded['data']['dataset'])[0]}'s classes in its order "
+                                    f"{list(dataset_classes)[:10]}, so the CLI would score output i as the wrong "
+                                    "class. Fit with RigClassifier(..., classes=<the dataset's classes>).")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(run_dir / "recipe.yaml", text.encode())
+        meta = {"task": task, "classes": classes, "dataset": component(loaded["data"]["dataset"])[0]}
         atomic_write(run_dir / "meta.json", json.dumps(meta, indent=2).encode())
         save_weights(run_dir / "weights.safetensors", self.module_.state_dict())
         return run_dir
@@ -287,6 +347,11 @@ class RigClassifier(_RigMixin, NeuralNetClassifier):
             Training batches are shuffled each epoch (``iterator_train__shuffle=True``), unlike
             skorch's default; validation is skorch's (a stratified 20% split, ``train_split``).
         device: "auto" (CUDA, then MPS, then CPU), or any torch device.
+        random_state: seeds weight initialisation, shuffling and dropout for each ``fit`` (without
+            touching torch's global RNG), so a fit gives the same model in any process: a search
+            on joblib workers or a cluster finds what it finds locally. None: torch's global RNG.
+        verbose: 0 (default, quiet as scikit-learn estimators are) or 1 for skorch's table of
+            losses per epoch.
         **kwargs: any skorch ``NeuralNetClassifier`` parameter (``train_split``, ``callbacks``,
             ``verbose``, ``iterator_train__shuffle``, ...) and ``module__*`` builder arguments.
 
@@ -299,10 +364,11 @@ class RigClassifier(_RigMixin, NeuralNetClassifier):
 
     def __init__(self, module: Any, *, criterion: Any = nn.CrossEntropyLoss, optimizer: Any = torch.optim.AdamW,
                  lr: float = 1e-3, max_epochs: int = 10, batch_size: int = 64, device: str = "auto",
-                 **kwargs: Any) -> None:
+                 random_state: int | None = None, verbose: int = 0, **kwargs: Any) -> None:
         kwargs.setdefault("iterator_train__shuffle", True)  # skorch does not shuffle by default
+        self.random_state = random_state
         super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
-                         batch_size=batch_size, device=device, **kwargs)
+                         batch_size=batch_size, device=device, verbose=verbose, **kwargs)
 
     @property
     def _default_callbacks(self) -> list[tuple[str, Any]]:
@@ -310,15 +376,15 @@ class RigClassifier(_RigMixin, NeuralNetClassifier):
         return [(n, EpochScoring(_index_accuracy, name="valid_acc", lower_is_better=False) if n == "valid_acc" else cb)
                 for n, cb in callbacks]
 
-    def _targets(self, y: Any, fresh: bool) -> tuple[np.ndarray, int]:
+    def _targets(self, y: Any, fresh: bool, classes: Any = None) -> tuple[np.ndarray, int]:
         y = np.asarray(y)
         if y.ndim != 1:
             raise TorchrigError(f"RigClassifier: y must hold one label per sample (1-D), got shape {y.shape}.")
         if fresh:
-            if self.classes is not None:
-                classes = np.asarray(self.classes)
-            else:
-                classes = np.unique(y)
+            given = self.classes if self.classes is not None else classes  # partial_fit(..., classes=)
+            classes = np.asarray(given) if given is not None else np.unique(y)
+            if len(classes) < 2:
+                raise TorchrigError(f"RigClassifier needs at least 2 classes in y; it has only {classes.tolist()}.")
             self.classes_inferred_ = classes
         index = {c: i for i, c in enumerate(self.classes_.tolist())}
         unknown = sorted({v for v in y.tolist() if v not in index}, key=str)
@@ -328,13 +394,10 @@ class RigClassifier(_RigMixin, NeuralNetClassifier):
         encoded = np.fromiter((index[v] for v in y.tolist()), dtype=np.int64, count=len(y))
         return encoded, len(self.classes_)
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, one column per entry of ``classes_``."""
-        return super().predict_proba(self._inputs(X))
-
     def predict(self, X: Any) -> np.ndarray:
         """Labels, of the type ``y`` had in ``fit``."""
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)  # checks that the estimator is fitted first
+        return self.classes_[proba.argmax(axis=1)]
 
     def check_data(self, X: Any, y: Any) -> None:  # skorch's: keep our classes, not the encoded ones
         pass
@@ -349,7 +412,8 @@ class RigRegressor(_RigMixin, NeuralNetRegressor):
     Args:
         module: a registry name or an ``nn.Module`` class.
         criterion: the loss (MSE by default).
-        optimizer, lr, max_epochs, batch_size, device, **kwargs: as for :class:`RigClassifier`.
+        optimizer, lr, max_epochs, batch_size, device, random_state, **kwargs: as for
+            :class:`RigClassifier`.
 
     Example::
 
@@ -359,12 +423,13 @@ class RigRegressor(_RigMixin, NeuralNetRegressor):
 
     def __init__(self, module: Any, *, criterion: Any = nn.MSELoss, optimizer: Any = torch.optim.AdamW,
                  lr: float = 1e-3, max_epochs: int = 10, batch_size: int = 64, device: str = "auto",
-                 **kwargs: Any) -> None:
+                 random_state: int | None = None, verbose: int = 0, **kwargs: Any) -> None:
         kwargs.setdefault("iterator_train__shuffle", True)  # skorch does not shuffle by default
+        self.random_state = random_state
         super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
-                         batch_size=batch_size, device=device, **kwargs)
+                         batch_size=batch_size, device=device, verbose=verbose, **kwargs)
 
-    def _targets(self, y: Any, fresh: bool) -> tuple[np.ndarray, int]:
+    def _targets(self, y: Any, fresh: bool, classes: Any = None) -> tuple[np.ndarray, int]:
         y = np.asarray(y, dtype=np.float32)
         if y.ndim not in (1, 2):
             raise TorchrigError(f"RigRegressor: y must be 1-D or 2-D, got shape {y.shape}.")
@@ -375,5 +440,6 @@ class RigRegressor(_RigMixin, NeuralNetRegressor):
 
     def predict(self, X: Any) -> np.ndarray:
         """Predictions shaped like ``y`` in ``fit`` (1-D for one target)."""
+        self.check_is_fitted()
         out = super().predict(self._inputs(X))
         return out.reshape(-1) if getattr(self, "target_ndim_", 2) == 1 and out.ndim == 2 and out.shape[1] == 1 else out

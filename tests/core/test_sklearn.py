@@ -168,3 +168,58 @@ def test_fitted_on_cuda_loads_on_a_cpu_only_machine(digits_xy, tmp_path):
                          cwd=os.path.dirname(__file__))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(list(clf.predict(X[500:600])[:5]))
+
+
+def test_random_state_makes_fits_repeatable_without_touching_the_global_rng(digits_xy):
+    X, y = digits_xy
+    make = lambda: RigClassifier(MLP, max_epochs=2, verbose=0, random_state=7)  # noqa: E731
+    torch.manual_seed(1)
+    before = torch.rand(1)
+    torch.manual_seed(1)
+    a = make().fit(X[:300], y[:300])
+    assert torch.equal(torch.rand(1), before)  # the global RNG is where it was
+    b = make().fit(X[:300], y[:300])
+    np.testing.assert_array_equal(a.predict_proba(X[300:400]), b.predict_proba(X[300:400]))
+    assert clone(a).get_params()["random_state"] == 7
+
+
+def test_what_a_reviewer_tripped_on(digits_xy):
+    X, y = digits_xy
+    with pytest.raises(NotFittedError):
+        RigClassifier(MLP).predict(X[:2])
+    with pytest.raises(torchrig.TorchrigError, match=r"at least 2 classes in y; it has only \[0\]"):
+        RigClassifier(MLP, max_epochs=1).fit(X[:20], np.zeros(20, dtype=int))
+    # the module itself changes after a fit: what the data implied is filtered to the new builder
+    clf = RigClassifier("vision/small_cnn", max_epochs=1, train_split=None)
+    clf.fit(X[:100].reshape(-1, 1, 8, 8), y[:100])
+    clf.set_params(module=MLP)
+    assert clf.fit(X[:100].tolist(), y[:100]).module_implied_ == {"in_features": 64, "num_classes": 10}  # a list X
+    # partial_fit(classes=...) sizes the model for labels still to come
+    inc = RigClassifier(MLP, max_epochs=1, train_split=None)
+    inc.partial_fit(X[y < 3], y[y < 3], classes=np.arange(10))
+    inc.partial_fit(X[y >= 3], y[y >= 3])
+    assert inc.classes_.tolist() == list(range(10)) and inc.predict_proba(X[:3]).shape == (3, 10)
+    reg = RigRegressor(MLP, max_epochs=1, train_split=None).fit(X[:50], y[:50].astype(float))
+    assert reg.predict(X[:5].tolist()).shape == (5,) and reg.predict_proba(X[:5]).dtype == np.float32
+
+
+def test_save_run_refuses_what_the_cli_would_get_wrong(rig_plugin, tmp_path, digits_xy):
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    names = NAMES[y]  # sorted alphabetically, "eight" first: not the dataset's order "0".."9"
+    clf = RigClassifier("t/mlp", max_epochs=1, train_split=None).fit(X[:300], names[:300])
+    with pytest.raises(torchrig.TorchrigError, match=r"not t/digits's classes in its order"):
+        clf.save_run(tmp_path / "run", data={"dataset": "t/digits"})
+    with pytest.raises(torchrig.TorchrigError, match=r"Unknown dataset 't/digts'"):
+        clf.save_run(tmp_path / "run", data={"dataset": "t/digts"})
+    assert not (tmp_path / "run").exists()  # nothing written when it refuses
+    ordered = RigClassifier("t/mlp", classes=list(NAMES), max_epochs=1, train_split=None).fit(X[:300], names[:300])
+    with pytest.raises(torchrig.TorchrigError, match=r"not t/digits's classes"):  # still names, not "0".."9"
+        ordered.save_run(tmp_path / "run", data={"dataset": "t/digits"})
+    ints = RigClassifier("t/mlp", max_epochs=1, train_split=None).fit(X[:300], y[:300])
+    ints.save_run(tmp_path / "ints", data={"dataset": "t/digits"})
+    back = RigClassifier.from_run(tmp_path / "ints")
+    assert back.classes_.tolist() == list(range(10)) and back.predict(X[:3]).dtype.kind == "i"
+    pre = RigClassifier("t/mlp", max_epochs=1, train_split=None).fit(ModelInputs(X[:300], hidden=16), y[:300])
+    with pytest.raises(torchrig.TorchrigError, match=r"Save the whole fitted Pipeline with joblib.dump"):
+        pre.save_run(tmp_path / "pre", data={"dataset": "t/digits"})

@@ -1,0 +1,140 @@
+"""DDP through torchrun, on CPU with gloo and 2 processes: the same recipe as one process reaches
+the same quality with the same global batch; resume; one failing rank brings every rank down."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch.distributed as dist
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs gloo")]
+
+RECIPE = """\
+name: ddp-digits
+seed: 0
+data:
+  dataset: {name: vision/digits}
+  split: {val: 0.1, test: 0.2}
+  batch_size: 64
+model: {name: vision/small_cnn, width: 8, dropout: 0.0}
+optimizer: {name: adamw, lr: 0.01}
+scheduler: {name: cosine, T_max: 6}   # explicit: a run stopped at 3 epochs has the same schedule
+metrics: [accuracy]
+trainer: {max_epochs: 6, device: cpu, precision: "32"}
+"""
+
+
+def torchrig(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the CLI in its own process group; on timeout kill the whole group (torchrun's workers too)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    command = [sys.executable, "-m", "torchrig", *args]
+    with subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
+def rows(run: Path) -> list[dict[str, float]]:
+    return [{k: float(v) for k, v in r.items() if k != "time"} for r in csv.DictReader((run / "metrics.csv").open())]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One process with batch 64, and two processes with batch 32 each (global batch 64)."""
+    root = tmp_path_factory.mktemp("ddp")
+    (root / "r.yaml").write_text(RECIPE)
+    single = torchrig("train", "r.yaml", "--out", "single", "--quiet", cwd=root)
+    assert single.returncode == 0, single.stderr
+    ddp = torchrig("train", "r.yaml", "--out", "ddp", "--quiet", "--nproc", "2", "--set", "data.batch_size=32", cwd=root)
+    assert ddp.returncode == 0, ddp.stderr
+    return root, ddp
+
+
+def test_ddp_matches_one_process_with_the_same_global_batch(runs):
+    root, ddp = runs
+    assert ddp.stdout.count("run dir:") == 1  # rank 0 alone prints and writes
+    one, two = (json.loads((root / d / "summary.json").read_text()) for d in ("single", "ddp"))
+    assert json.loads((root / "ddp/meta.json").read_text())["world_size"] == 2
+    # The k-th batches of the two ranks hold exactly one process's k-th batch (the same seeded
+    # permutation); what differs is BatchNorm statistics over 32 instead of 64 samples.
+    assert two["test"]["accuracy"] > 0.97 and abs(two["test"]["accuracy"] - one["test"]["accuracy"]) <= 0.005
+    for a, b in zip(rows(root / "single"), rows(root / "ddp")):
+        assert abs(a["train_loss"] - b["train_loss"]) < 0.25 * a["train_loss"] + 0.005, (a, b)
+    # every test sample counted once over both ranks: DDP's evaluate equals one process's
+    evaluated = torchrig("evaluate", "ddp", "--json", cwd=root)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(two["test"]["accuracy"], abs=1e-6)
+
+
+def test_ddp_resume_continues_exactly(runs):
+    root, _ = runs
+    first = torchrig("train", "r.yaml", "--out", "resumed", "--quiet", "--nproc", "2", "--set", "data.batch_size=32",
+                     "--set", "trainer.max_epochs=3", cwd=root)
+    assert first.returncode == 0, first.stderr
+    again = torchrig("train", "r.yaml", "--out", "resumed", "--quiet", "--nproc", "2", "--set", "data.batch_size=32",
+                     "--resume", cwd=root)
+    assert again.returncode == 0, again.stderr
+    got, want = rows(root / "resumed"), rows(root / "ddp")
+    assert len(got) == len(want) == 6
+    for a, b in zip(got, want):
+        assert a == pytest.approx(b, rel=1e-5), (a, b)
+
+
+def test_one_failing_rank_brings_every_rank_down(tmp_path):
+    """A plugin whose dataset breaks on rank 1 in the middle of training: every process exits,
+    non-zero, well within the timeout, and the error names its rank."""
+    site = tmp_path / "site"
+    (site / "brokenrank").mkdir(parents=True)
+    (site / "brokenrank" / "__init__.py").write_text(textwrap.dedent('''
+        import os
+        import torch
+        import torchrig
+
+        plugin = torchrig.Plugin("broken")
+
+        class Digits(torch.utils.data.Dataset):
+            def __init__(self):
+                self.base = torchrig.get_dataset("vision/digits")
+                self.classes, self.calls = self.base.classes, 0
+
+            def __len__(self):
+                return len(self.base)
+
+            def __getitem__(self, i):
+                self.calls += 1
+                if os.environ.get("RANK") == "1" and self.calls > 600:
+                    raise RuntimeError("this sample is broken on rank 1")
+                return self.base[i]
+
+        @plugin.dataset
+        def digits():
+            """Digits that break on rank 1."""
+            return Digits()
+    '''))
+    dist_info = site / "brokenrank-0.1.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenrank\nVersion: 0.1\n")
+    (dist_info / "entry_points.txt").write_text("[torchrig.plugins]\nbroken = brokenrank:plugin\n")
+    (tmp_path / "r.yaml").write_text(RECIPE.replace("vision/digits", "broken/digits"))
+    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    started = time.monotonic()
+    result = torchrig("train", "r.yaml", "--out", "run", "--quiet", "--nproc", "2", "--set", "data.batch_size=32",
+                      cwd=tmp_path, env=env, timeout=240)
+    assert result.returncode != 0
+    assert time.monotonic() - started < 200
+    assert "this sample is broken on rank 1" in result.stderr and "rank" in result.stderr
