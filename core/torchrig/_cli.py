@@ -81,6 +81,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("torchrig: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and _peer_failed(exc):
+            # under torchrun: the failing rank reports its own error; the others say one line
+            print(f"torchrig: rank {os.environ.get('RANK')} stopped: another rank failed (its error is above).",
+                  file=sys.stderr)
+            return 1
+        raise
+
+
+def _peer_failed(exc: BaseException) -> bool:
+    """A collective failed because another process went away (gloo/NCCL messages)."""
+    text = str(exc)
+    return any(s in text for s in ("Connection closed by peer", "Connection reset by peer", "remote worker",
+                                   "NCCL communicator was aborted", "Broken pipe"))
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -513,6 +513,13 @@ class Trainer:
         return _dist.world_size()
 
     @property
+    def global_batch_size(self) -> int | None:
+        """Samples per optimizer step over all ranks: the train loader's batch size x world size
+        x ``accumulate_grad_batches`` (None before ``fit`` or for loaders without a batch size)."""
+        size = getattr(self.train_loader, "batch_size", None)
+        return None if size is None else size * self.world_size * self.accumulate_grad_batches
+
+    @property
     def global_rank(self) -> int:
         return _dist.rank()
 

@@ -110,14 +110,15 @@ def test_one_failing_rank_brings_every_rank_down(tmp_path):
         class Digits(torch.utils.data.Dataset):
             def __init__(self):
                 self.base = torchrig.get_dataset("vision/digits")
-                self.classes, self.calls = self.base.classes, 0
+                self.classes, self.targets, self.calls = self.base.classes, self.base.targets, 0
+                self.model_kwargs = self.base.model_kwargs
 
             def __len__(self):
                 return len(self.base)
 
             def __getitem__(self, i):
                 self.calls += 1
-                if os.environ.get("RANK") == "1" and self.calls > 600:
+                if os.environ.get("RANK") == "1" and self.calls > 900:  # in the second epoch
                     raise RuntimeError("this sample is broken on rank 1")
                 return self.base[i]
 
@@ -137,4 +138,6 @@ def test_one_failing_rank_brings_every_rank_down(tmp_path):
                       cwd=tmp_path, env=env, timeout=240)
     assert result.returncode != 0
     assert time.monotonic() - started < 200
-    assert "this sample is broken on rank 1" in result.stderr and "rank" in result.stderr
+    assert result.stderr.count("RuntimeError: this sample is broken on rank 1") == 1  # reported once
+    assert "rank 0 stopped: another rank failed" in result.stderr or "SIGTERM" in result.stderr
+    assert "epoch 1/6" in result.stdout + result.stderr or (tmp_path / "run" / "metrics.csv").is_file()
