@@ -93,6 +93,7 @@ def test_regressor_fills_in_sizes_and_keeps_the_target_shape():
     assert two.predict(X[:5]).shape == (5, 2)
 
 
+@pytest.mark.slow
 def test_searches_with_two_jobs_stay_within_the_cores(digits_xy):
     X, y = digits_xy
     cv = cross_validate(RigClassifier(MLP, max_epochs=10, lr=5e-3, verbose=0), X[:600], NAMES[y[:600]], cv=2, n_jobs=2,

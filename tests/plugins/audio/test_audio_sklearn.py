@@ -188,15 +188,15 @@ def test_pipeline_grid_search_with_two_jobs_on_spoken_digits(tmp_path):
 
     from torchrig.sklearn import RigClassifier
 
-    sizes = {"max_voices": 60, "val_voices": 1, "test_voices": 8, "clips_per_voice": 2, "root": str(tmp_path)}
+    sizes = {"max_voices": 40, "val_voices": 1, "test_voices": 6, "clips_per_voice": 2, "root": str(tmp_path)}
     train, test = (torchrig.get_dataset("audio/spoken_digits", split=s, duration=1.0, **sizes) for s in ("train", "test"))
     words = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
     X, y = [str(p) for p, _ in train.samples], words[[t for _, t in train.samples]]
     search = GridSearchCV(
-        Pipeline([("mel", LogMel(n_mels=40)),
-                  ("net", RigClassifier("audio/mel_cnn", module__width=16, max_epochs=10, batch_size=32,
-                                        verbose=0, train_split=None))]),
+        Pipeline([("mel", LogMel(n_mels=32)),
+                  ("net", RigClassifier("audio/mel_cnn", module__width=8, max_epochs=10, batch_size=32,
+                                        verbose=0, train_split=None, random_state=0))]),
         {"net__lr": [3e-3, 1e-2]}, cv=2, n_jobs=2)
     search.fit(X, y)
     accuracy = search.score([str(p) for p, _ in test.samples], words[[t for _, t in test.samples]])
-    assert accuracy > 0.6, accuracy  # ten classes: chance is 0.1 (measured: ~0.9)
+    assert accuracy > 0.6, accuracy  # ten classes: chance is 0.1
