@@ -140,7 +140,7 @@ def test_fortunes_recipe_beats_tfidf_baseline(tmp_path):
     vec = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2))
     clf = LogisticRegression(C=10, max_iter=2000).fit(vec.fit_transform([t for t, _ in train]), [y for _, y in train])
     baseline = accuracy_score([y for _, y in test], clf.predict(vec.transform([t for t, _ in test])))
-    # measured here: 0.654 vs 0.644; allow a little run-to-run drift (thread counts, BLAS)
+    # measured here: 0.653 vs 0.644 (macro-F1 0.537 vs 0.487); allow a little drift (threads, BLAS)
     assert summary["test"]["accuracy"] >= baseline - 0.02, (summary["test"], baseline)
     assert summary["test"]["f1"] > 0.45
 
