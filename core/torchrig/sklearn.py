@@ -104,6 +104,15 @@ class _RigMixin:
     device = _AutoDevice()
     _output_names = ("num_classes", "num_outputs", "out_features", "output_size", "n_classes")
 
+    def __init__(self, module: Any, *, criterion: Any, optimizer: Any = torch.optim.AdamW, lr: float = 1e-3,
+                 max_epochs: int = 10, batch_size: int = 64, device: str = "auto", random_state: int | None = None,
+                 verbose: int = 0, **kwargs: Any) -> None:
+        """The defaults both estimators share (see :class:`RigClassifier`)."""
+        kwargs.setdefault("iterator_train__shuffle", True)  # skorch does not shuffle by default
+        self.random_state = random_state
+        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
+                         batch_size=batch_size, device=device, verbose=verbose, **kwargs)
+
     # ------------------------------------------------------------ the module
     def _builder(self) -> Any:
         if isinstance(self.module, str):
@@ -362,13 +371,8 @@ class RigClassifier(_RigMixin, NeuralNetClassifier):
         clf.predict(X[:2])                        # array(['dog', 'cat'], ...)
     """
 
-    def __init__(self, module: Any, *, criterion: Any = nn.CrossEntropyLoss, optimizer: Any = torch.optim.AdamW,
-                 lr: float = 1e-3, max_epochs: int = 10, batch_size: int = 64, device: str = "auto",
-                 random_state: int | None = None, verbose: int = 0, **kwargs: Any) -> None:
-        kwargs.setdefault("iterator_train__shuffle", True)  # skorch does not shuffle by default
-        self.random_state = random_state
-        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
-                         batch_size=batch_size, device=device, verbose=verbose, **kwargs)
+    def __init__(self, module: Any, *, criterion: Any = nn.CrossEntropyLoss, **kwargs: Any) -> None:
+        super().__init__(module, criterion=criterion, **kwargs)
 
     @property
     def _default_callbacks(self) -> list[tuple[str, Any]]:
@@ -421,13 +425,8 @@ class RigRegressor(_RigMixin, NeuralNetRegressor):
         reg.predict(X[:2])
     """
 
-    def __init__(self, module: Any, *, criterion: Any = nn.MSELoss, optimizer: Any = torch.optim.AdamW,
-                 lr: float = 1e-3, max_epochs: int = 10, batch_size: int = 64, device: str = "auto",
-                 random_state: int | None = None, verbose: int = 0, **kwargs: Any) -> None:
-        kwargs.setdefault("iterator_train__shuffle", True)  # skorch does not shuffle by default
-        self.random_state = random_state
-        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
-                         batch_size=batch_size, device=device, verbose=verbose, **kwargs)
+    def __init__(self, module: Any, *, criterion: Any = nn.MSELoss, **kwargs: Any) -> None:
+        super().__init__(module, criterion=criterion, **kwargs)
 
     def _targets(self, y: Any, fresh: bool, classes: Any = None) -> tuple[np.ndarray, int]:
         y = np.asarray(y, dtype=np.float32)
