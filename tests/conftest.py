@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -15,10 +17,17 @@ def seeds_fixed():
     yield
 
 
+# One intra-op thread everywhere: in this process, in the CLI and torchrun processes the tests
+# start, and in joblib's workers (loky passes OMP_NUM_THREADS on when it is set). Float results
+# then do not depend on the machine's core count, and pytest-xdist's workers do not oversubscribe.
+os.environ["OMP_NUM_THREADS"] = "1"
+# Tests never download: a library's named weights that are not in the (test-made) cache fail at
+# once with the file, folder and URL, instead of reaching for the network.
+os.environ["TORCHRIG_OFFLINE"] = "1"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_thread():
-    # Two cores run two pytest-xdist-free processes' worth of work at most; one intra-op thread
-    # keeps timings stable and results bit-reproducible.
     torch.set_num_threads(1)
 
 

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,21 @@ import torch.distributed as dist
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs gloo")]
 
+# GroupNorm, not BatchNorm: its statistics are per sample, so 2 ranks x 32 compute what 1 process
+# x 64 does, up to float rounding. 1797 digits with these fractions leave 1256 for training, a
+# multiple of 2: DistributedSampler pads nothing, and each global batch holds the same samples.
+# SGD rather than AdamW: Adam's step divides by sqrt(v), which turns rounding noise in near-zero
+# gradients into full-size steps; measured, AdamW at lr 0.01 drifted apart within epoch 1 (weights
+# 2.5e-3 apart on seed 2), while SGD's epoch-1 losses agree to 1e-6 on every seed.
 RECIPE = """\
 name: ddp-digits
 seed: 0
 data:
   dataset: {name: vision/digits}
-  split: {val: 0.1, test: 0.2}
+  split: {val: 0.1, test: 0.201}
   batch_size: 64
-model: {name: vision/small_cnn, width: 8, dropout: 0.0}
-optimizer: {name: adamw, lr: 0.01}
+model: {name: vision/small_cnn, width: 8, dropout: 0.0, norm: group}
+optimizer: {name: sgd, lr: 0.05, momentum: 0.9}
 scheduler: {name: cosine, T_max: 6}   # explicit: a run stopped at 3 epochs has the same schedule
 metrics: [accuracy]
 trainer: {max_epochs: 6, device: cpu, precision: "32"}
@@ -65,16 +70,34 @@ def runs(tmp_path_factory):
     return root, ddp
 
 
+# From `python benchmarks/spread.py --cases ddp` (this recipe, seeds 0-4, OMP_NUM_THREADS 1 and 2;
+# the numbers are in the issue-19 note): in epoch 1 the two runs' train losses agree to <= 6e-8
+# relative and their val losses to <= 2e-6; later, rounding differences grow (training is chaotic:
+# one seed on 2 threads was 7e-3 apart in epoch 2) and the final test accuracies differ by up to
+# 0.0055 (2 of 362 images); the lowest test accuracy was 0.9696. The bounds sit above those.
+TRAIN_LOSS_REL, VAL_LOSS_REL = 1e-6, 1e-5
+ACCURACY_GAP, ACCURACY_FLOOR = 2 * 0.0055, 0.95
+
+
 def test_ddp_matches_one_process_with_the_same_global_batch(runs):
+    """The k-th batches of the two ranks hold exactly one process's k-th batch (the same seeded
+    permutation), DDP averages the two half-batch gradients, and GroupNorm makes each sample's
+    forward pass independent of its batch: the same training up to float rounding. (With
+    BatchNorm the runs legitimately differ, statistics over 32 vs 64 samples, which made the old
+    0.005 tolerance a coin toss.)"""
     root, ddp = runs
     assert ddp.stdout.count("run dir:") == 1  # rank 0 alone prints and writes
     one, two = (json.loads((root / d / "summary.json").read_text()) for d in ("single", "ddp"))
-    assert json.loads((root / "ddp/meta.json").read_text())["world_size"] == 2
-    # The k-th batches of the two ranks hold exactly one process's k-th batch (the same seeded
-    # permutation); what differs is BatchNorm statistics over 32 instead of 64 samples.
-    assert two["test"]["accuracy"] > 0.97 and abs(two["test"]["accuracy"] - one["test"]["accuracy"]) <= 0.005
-    for a, b in zip(rows(root / "single"), rows(root / "ddp")):
-        assert abs(a["train_loss"] - b["train_loss"]) < 0.25 * a["train_loss"] + 0.005, (a, b)
+    meta = json.loads((root / "ddp/meta.json").read_text())
+    assert meta["world_size"] == 2 and meta["sizes"]["train"] % 2 == 0
+    single, ddp_rows = rows(root / "single"), rows(root / "ddp")
+    assert len(single) == len(ddp_rows) == 6
+    a, b = single[0], ddp_rows[0]  # epoch 1: the same computation, up to rounding
+    assert b["train_loss"] == pytest.approx(a["train_loss"], rel=TRAIN_LOSS_REL), (a, b)
+    assert b["val_loss"] == pytest.approx(a["val_loss"], rel=VAL_LOSS_REL), (a, b)
+    # statistical: the same quality, within twice the measured spread
+    assert min(one["test"]["accuracy"], two["test"]["accuracy"]) > ACCURACY_FLOOR, (one["test"], two["test"])
+    assert abs(one["test"]["accuracy"] - two["test"]["accuracy"]) <= ACCURACY_GAP, (one["test"], two["test"])
     # every test sample counted once over both ranks: DDP's evaluate equals one process's
     evaluated = torchrig("evaluate", "ddp", "--json", cwd=root)
     assert evaluated.returncode == 0, evaluated.stderr
@@ -97,7 +120,7 @@ def test_ddp_resume_continues_exactly(runs):
 
 def test_one_failing_rank_brings_every_rank_down(tmp_path):
     """A plugin whose dataset breaks on rank 1 in the middle of training: every process exits,
-    non-zero, well within the timeout, and the error names its rank."""
+    non-zero, instead of waiting out the process group's timeout, and the error names its rank."""
     site = tmp_path / "site"
     (site / "brokenrank").mkdir(parents=True)
     (site / "brokenrank" / "__init__.py").write_text(textwrap.dedent('''
@@ -133,11 +156,11 @@ def test_one_failing_rank_brings_every_rank_down(tmp_path):
     (dist_info / "entry_points.txt").write_text("[torchrig.plugins]\nbroken = brokenrank:plugin\n")
     (tmp_path / "r.yaml").write_text(RECIPE.replace("vision/digits", "broken/digits"))
     env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
-    started = time.monotonic()
+    # A hang would last TORCHRIG_DIST_TIMEOUT (30 min): the timeout tells the two apart without
+    # timing anything.
     result = torchrig("train", "r.yaml", "--out", "run", "--quiet", "--nproc", "2", "--set", "data.batch_size=32",
-                      cwd=tmp_path, env=env, timeout=240)
+                      cwd=tmp_path, env=env, timeout=600)
     assert result.returncode != 0
-    assert time.monotonic() - started < 200
     assert result.stderr.count("RuntimeError: this sample is broken on rank 1") == 1  # reported once
     assert "rank 0 stopped: another rank failed" in result.stderr or "SIGTERM" in result.stderr
     assert "epoch 1/6" in result.stdout + result.stderr or (tmp_path / "run" / "metrics.csv").is_file()
