@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     )
     from ._checkpoint import load_state, load_weights, save_state, save_weights
     from ._data import BucketBatchSampler, class_folder_files
+    from ._finetune import FineTune
     from ._loop import History, Trainer
     from ._metrics import METRIC_NAMES
     from ._plugins import plugin_statuses, register_plugin
@@ -58,6 +59,7 @@ __all__ = [
     "LRMonitor",
     "CSVLogger",
     "TensorBoardLogger",
+    "FineTune",
     "METRIC_NAMES",
     "Plugin",
     "get_model",
@@ -90,6 +92,7 @@ _LAZY = {
     "LRMonitor": "._callbacks",
     "CSVLogger": "._callbacks",
     "TensorBoardLogger": "._callbacks",
+    "FineTune": "._finetune",
     "METRIC_NAMES": "._metrics",
     "Plugin": "._registry",
     "get_model": "._registry",

@@ -102,6 +102,9 @@ def load_state(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        if not _holds_objects(path):
+            raise TorchrigError(f"Cannot read checkpoint {str(path)!r}: it is not a PyTorch file (no readable "
+                                "pickle in it); it is truncated or corrupt.") from None
         raise TorchrigError(
             f"Refusing to load checkpoint {str(path)!r}: it holds Python objects other than tensors, "
             "numbers, strings and containers, and loading those could run arbitrary code. "
@@ -111,6 +114,22 @@ def load_state(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         raise TorchrigError(
             f"Cannot read checkpoint {str(path)!r}: {exc}. The file is truncated or corrupt."
         ) from exc
+
+
+def _holds_objects(path: Path) -> bool:
+    """Whether the file is a readable pickle (or torch.save zip) that names Python objects, as
+    opposed to bytes that are no pickle at all. Read with pickletools: nothing is executed."""
+    import pickletools
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        return True  # torch.save's format: readable, so the refusal was about what it holds
+    try:
+        with open(path, "rb") as f:
+            return any(op.name in ("GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE")
+                       for op, _, _ in pickletools.genops(f))
+    except Exception:  # noqa: BLE001  (any parse failure means: not a pickle)
+        return False
 
 
 def _existing(path: str | os.PathLike, what: str) -> Path:

@@ -146,6 +146,7 @@ class Trainer:
         self.should_stop = False
         self._metric_sets: dict[tuple, MetricSet] = {}
         self._net: nn.Module | None = None  # what training calls: the model, or its DDP wrapper
+        self._ddp_trainable: tuple[bool, ...] = ()
 
     # ------------------------------------------------------------------ public verbs
 
@@ -210,11 +211,7 @@ class Trainer:
 
         self.model = model.to(self.device)
         self._net = self.model
-        if _dist.active():  # gradients all-reduced in backward; the plain module stays self.model
-            from torch.nn.parallel import DistributedDataParallel
-
-            self._net = DistributedDataParallel(self.model, device_ids=[self.device.index]
-                                                if self.device.type == "cuda" else None)
+        self._wrap_ddp()
         self.optimizer, self.scheduler, self.train_loader = optimizer, scheduler, train_loader
         self.scaler = make_grad_scaler(self.precision, self.device)
         self.history, self.epoch, self.global_step, self.should_stop = History(), 0, 0, False
@@ -232,7 +229,9 @@ class Trainer:
                 set_epoch = getattr(getattr(self.train_loader, "sampler", None), "set_epoch", None)
                 if set_epoch is not None:  # DistributedSampler: a new shuffle each epoch
                     set_epoch(epoch)
+                model.train()  # before the hooks, so a callback may set a part to eval (FineTune)
                 self._call("on_train_epoch_start", epoch=epoch)
+                self._wrap_ddp()  # a callback changed which parameters train: DDP must know
                 logs: dict[str, Any] = {"epoch": epoch, "train_loss": self._train_epoch(epoch, loss_fn, step_callbacks)}
                 if val_loader is not None:
                     val = self._evaluate(model, val_loader, loss_fn, metric_set)
@@ -384,7 +383,6 @@ class Trainer:
         total, count = 0.0, 0
         pending: list[tuple[int, torch.Tensor, int]] = []  # GPU losses read back in bulk
 
-        model.train()
         optimizer.zero_grad()
         step = -1
         for step, batch in enumerate(self.train_loader):
@@ -436,6 +434,21 @@ class Trainer:
         if _dist.active():
             total, count = _dist.sum_all([total, count], device)
         return total / count if count else math.nan
+
+    def _wrap_ddp(self) -> None:
+        """Under DDP, (re)wrap the model when the set of trainable parameters changed: DDP's
+        reducer waits for a gradient of every parameter that required one when it was built."""
+        if not _dist.active():
+            return
+        trainable = tuple(p.requires_grad for p in self.model.parameters())
+        if self._net is not self.model and trainable == self._ddp_trainable:
+            return
+        from torch.nn.parallel import DistributedDataParallel
+
+        # gradients all-reduced in backward; the plain module stays self.model
+        self._net = DistributedDataParallel(self.model, device_ids=[self.device.index]
+                                            if self.device.type == "cuda" else None)
+        self._ddp_trainable = trainable
 
     def _optimizer_step(self) -> None:
         optimizer, scaler = self.optimizer, self.scaler

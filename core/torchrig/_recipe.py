@@ -69,6 +69,7 @@ SCHEMA: dict[str, Any] = {
         "monitor": str,
         "mode": _Choice("min", "max"),
         "early_stopping": {"patience": int, "min_delta": _NUMBER},
+        "finetune": {"freeze_epochs": int, "backbone_lr_scale": _NUMBER},
     },
 }
 
@@ -297,6 +298,11 @@ def _fill_defaults(recipe: Recipe) -> None:
             raise recipe.error((), f"missing the {key!r} section.")
     if "dataset" not in data["data"]:
         raise recipe.error(("data",), "missing data.dataset, e.g. dataset: {name: vision/digits}.")
+    finetune = data["trainer"].get("finetune")
+    if finetune is not None and finetune.get("freeze_epochs", 1) >= data["trainer"]["max_epochs"]:
+        raise recipe.error(("trainer", "finetune", "freeze_epochs"),
+                           f"freeze_epochs ({finetune.get('freeze_epochs', 1)}) must be below trainer.max_epochs "
+                           f"({data['trainer']['max_epochs']}), or the backbone is never trained.")
     split = data["data"]["split"] or {}
     if not 0 <= split.get("val", 0) < 1 or not 0 <= split.get("test", 0) < 1 or split.get("val", 0) + split.get("test", 0) >= 1:
         raise recipe.error(("data", "split"), f"val and test are fractions in [0, 1) that sum to less than 1; got {split}.")
@@ -404,6 +410,20 @@ def _check_signature(recipe: Recipe, path: Path_, label: str, fn: Callable, kwar
                                f"It takes: {', '.join(valid) or 'nothing'}.")
 
 
+def _check_weights_keys(recipe: Recipe, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``model.weights`` / ``strict`` / ``weights_sha256`` belong to core's loader, not the
+    builder: check their types and return the builder's kwargs."""
+    from ._weights import split_weights_kwargs
+
+    builder_kwargs, extra = split_weights_kwargs(kwargs)
+    types = {"weights": (str, type(None)), "strict": (bool,), "weights_sha256": (str, type(None))}
+    for key, value in extra.items():
+        if not isinstance(value, types[key]):
+            hint = " (a run dir, a weights file, or a library's weights name such as DEFAULT)" if key == "weights" else ""
+            raise recipe.error(("model", key), f"expected {_type_name(types[key][0])}{hint}, got {value!r}.")
+    return builder_kwargs
+
+
 def check_recipe_components(recipe: Recipe) -> None:
     """Check every component name and its arguments (loads plugins; imports torch)."""
     from ._metrics import METRIC_NAMES
@@ -422,6 +442,8 @@ def check_recipe_components(recipe: Recipe) -> None:
             entry = get_entry(kind, name)
         except TorchrigError as exc:
             raise recipe.error((*path, "name") if isinstance(value, dict) else path, str(exc)) from None
+        if kind == "model":
+            kwargs = _check_weights_keys(recipe, kwargs)
         _check_signature(recipe, path, repr(name), entry.builder, kwargs, SUPPLIED.get(kind, set()))
     resolvers = {"loss": resolve_loss, "optimizer": resolve_optimizer, "scheduler": resolve_scheduler}
     for key, resolve in resolvers.items():

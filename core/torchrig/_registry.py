@@ -220,10 +220,23 @@ def get_component(kind: str, name: str, /, **kwargs: Any) -> Any:
 def get_model(name: str, /, **kwargs: Any) -> Any:
     """Build a registered model, e.g. ``get_model("vision/resnet18", num_classes=10)``.
 
+    ``weights=`` starts it from pretrained weights: a torchrig run dir (its best weights, and its
+    model settings unless given here), a ``.safetensors`` / ``.pt`` file, or the model library's
+    named weights (``"DEFAULT"``, ``"IMAGENET1K_V1"``), which that library fetches into its own
+    cache. The head is made anew for another ``num_classes``; a first convolution with other
+    ``in_channels`` is adapted from the pretrained filters. ``strict=False`` loads what fits.
+
+    Example::
+
+        model = torchrig.get_model("vision/resnet18", num_classes=2, weights="DEFAULT")
+
     Raises:
-        TorchrigError: unknown name (with close matches) or an argument the builder does not take.
+        TorchrigError: unknown name (with close matches), an argument the builder does not take,
+            or weights that cannot be read or do not fit (the first mismatched keys and shapes).
     """
-    return get_component("model", name, **kwargs)
+    from ._weights import build_model
+
+    return build_model(name, kwargs)[0]
 
 
 def get_dataset(name: str, /, **kwargs: Any) -> Any:
@@ -281,4 +294,28 @@ def component_info(name: str) -> tuple[Entry, str]:
             lines.append(f"  {p.name}{ann}{default}")
         lines.append("")
     lines.append(inspect.getdoc(entry.builder) or "(no docstring)")
+    if entry.kind == "model":
+        head = _model_head(entry)
+        if head:
+            lines += ["", f"Head: {', '.join(head)}  (re-made for another num_classes; trained alone first by "
+                      "trainer.finetune)"]
     return entry, "\n".join(lines)
+
+
+def _model_head(entry: Entry) -> list[str]:
+    """The head of the model a builder makes with its defaults, built on the meta device (no
+    memory, no time); empty if the builder needs arguments."""
+    import torch
+
+    from ._weights import head_of
+
+    params = inspect.signature(entry.builder).parameters.values()
+    # required sizes (vocab_size, ...) get a small stand-in: the head's name does not depend on them
+    sizes = {p.name: 8 for p in params if p.default is p.empty and p.kind is p.KEYWORD_ONLY}
+    for device in ("meta", "cpu"):  # meta first: no memory, no time; some builders compute on it
+        try:
+            with torch.device(device):
+                return head_of(entry.builder(**sizes))
+        except Exception:  # noqa: BLE001, S112  (a builder we cannot call this way: no head shown)
+            continue
+    return []

@@ -27,11 +27,14 @@ from torch.utils.data import Dataset, default_collate
 from ._data import TransformedDataset, build_splits, build_transform, collate_of, lengths_of, make_loader
 from ._device import resolve_device
 from ._errors import TorchrigError
+from ._finetune import FineTune
 from ._loop import Trainer
 from ._recipe import Recipe, component, load_recipe, resolve_loss, resolve_optimizer, resolve_scheduler
-from ._registry import REGISTRY, get_component, get_entry
+from ._registry import REGISTRY, get_entry
 from ._seed import seed_everything
 from ._version import __version__
+from ._weights import Source
+from ._weights import build_model as build_model_with_weights
 
 RECIPE, META, SUMMARY, FITTED = "recipe.yaml", "meta.json", "summary.json", "fitted.json"
 
@@ -39,24 +42,59 @@ RECIPE, META, SUMMARY, FITTED = "recipe.yaml", "meta.json", "summary.json", "fit
 # ---------------------------------------------------------------- building
 
 
-def _inject_sizes(recipe: Recipe, info: dict[str, Any]) -> None:
+def _inject_sizes(recipe: Recipe, info: dict[str, Any], inherited: dict[str, Any] | None = None) -> None:
     """Fill sizes the data implies (``num_classes`` from its classes, and whatever the dataset
     lists in ``model_kwargs``, e.g. ``in_channels``) when the model builder takes them and the
-    recipe leaves them out. The resolved recipe then records them."""
+    recipe leaves them out; then the settings ``inherited`` from a run dir the weights come from.
+    The resolved recipe then records them."""
     name, kwargs = component(recipe["model"])
     params = inspect.signature(get_entry("model", name).builder).parameters
     implied = dict(info["model_kwargs"])
     if info["classes"] is not None:
         implied["num_classes"] = len(info["classes"])
-    for key, value in implied.items():
+    for key, value in {**(inherited or {}), **implied}.items():
         if key in params and key not in kwargs:
             kwargs[key] = value
     recipe.data["model"] = {"name": name, **kwargs}
 
 
-def build_model(recipe: Recipe) -> torch.nn.Module:
+def prepare_weights(recipe: Recipe) -> Source | None:
+    """Resolve ``model.weights`` before any data is read: fetch a library's named weights (or
+    fail with where to put the file), write the preprocessing they were trained with into the
+    recipe's transforms (unless the recipe sets it), and record the file's sha256."""
+    from ._weights import resolve_weights
+
     name, kwargs = component(recipe["model"])
-    return get_component("model", name, **kwargs)
+    if kwargs.get("weights") is None:
+        return None
+    source = resolve_weights(kwargs["weights"], name, get_entry("model", name).builder)
+    source.ensure()
+    if source.named is not None:
+        data = recipe.data["data"]
+        for key, which in (("train_transform", "train"), ("eval_transform", "eval")):
+            if data.get(key) is None:
+                continue
+            t_name, t_kwargs = component(data[key])
+            params = inspect.signature(get_entry("transform", t_name).builder).parameters
+            for k, v in source.named.transform_kwargs.get(which, {}).items():
+                if k in params and k not in t_kwargs:
+                    t_kwargs[k] = v
+            data[key] = {"name": t_name, **t_kwargs}
+    sha = source.sha256()
+    if sha is not None:
+        recipe.data["model"] = {"name": name, **kwargs, "weights_sha256": sha}
+    return source
+
+
+def build_model(recipe: Recipe, *, pretrained: bool = True) -> torch.nn.Module:
+    """The recipe's model; ``pretrained=False`` skips ``model.weights`` (evaluate and predict load
+    the run's own weights instead)."""
+    from ._weights import split_weights_kwargs
+
+    name, kwargs = component(recipe["model"])
+    if not pretrained:
+        kwargs = split_weights_kwargs(kwargs)[0]
+    return build_model_with_weights(name, kwargs)[0]
 
 
 def build_loss(recipe: Recipe) -> Any:
@@ -64,9 +102,14 @@ def build_loss(recipe: Recipe) -> Any:
     return resolve_loss(name)(**kwargs)
 
 
-def build_optimizer(recipe: Recipe, model: torch.nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(recipe: Recipe, model: torch.nn.Module, finetune: FineTune | None = None) -> torch.optim.Optimizer:
+    """The recipe's optimizer; with fine-tuning, the backbone and the head in two groups."""
     name, kwargs = component(recipe["optimizer"])
-    return resolve_optimizer(name)(model.parameters(), **kwargs)
+    cls = resolve_optimizer(name)
+    if finetune is None:
+        return cls(model.parameters(), **kwargs)
+    lr = kwargs.get("lr", inspect.signature(cls).parameters["lr"].default)
+    return cls(finetune.param_groups(model, lr=float(lr)), **kwargs)
 
 
 def build_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> tuple[Any, str]:
@@ -207,22 +250,29 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
     zero = _dist.rank() == 0
     seed = int(recipe["seed"])
     generator = seed_everything(seed)
+    weights = prepare_weights(recipe)  # before any data is read: a missing file fails at once
     run_dir.mkdir(parents=True, exist_ok=True)
     built = _Built(recipe, run_dir)
-    _inject_sizes(recipe, built.info)
+    _inject_sizes(recipe, built.info, weights.model_kwargs if weights is not None else None)
     cfg = recipe["trainer"]
     train_loader = built.loader("train", train=True, generator=generator)
     val_loader = built.loader("val") if "val" in built.splits else None
     if _dist.active():  # shard now, so the scheduler counts this rank's steps per epoch
         train_loader = _dist.distributed_loader(train_loader, train=True)
 
-    model = build_model(recipe)
+    name, model_kwargs = component(recipe["model"])
+    model, report = build_model_with_weights(name, model_kwargs)
+    if report is not None and zero:
+        print(report, flush=True)
     loss_fn = build_loss(recipe)
-    optimizer = build_optimizer(recipe, model)
+    finetune = FineTune(**cfg["finetune"]) if cfg.get("finetune") is not None else None
+    optimizer = build_optimizer(recipe, model, finetune)
     scheduler, interval = build_scheduler(recipe, optimizer, len(train_loader))
     monitor = cfg.get("monitor", "val_loss" if val_loader is not None else "train_loss")
     mode = cfg.get("mode", "min" if monitor.endswith("loss") else "max")
     callbacks: list[Any] = [ModelCheckpoint(run_dir, monitor=monitor, mode=mode), CSVLogger(run_dir / "metrics.csv")]
+    if finetune is not None:
+        callbacks.append(finetune)
     if cfg.get("early_stopping") is not None:
         es = cfg["early_stopping"]
         callbacks.append(EarlyStopping(monitor, mode=mode, patience=es.get("patience", 3),
@@ -272,6 +322,9 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
         "precision": trainer.precision,
         "classes": built.classes,
         "skipped": built.info["skipped"],
+        **({"weights": {"source": str(component(recipe["model"])[1]["weights"]), "kind": weights.kind,
+                        "file": str(weights.path), "sha256": component(recipe["model"])[1].get("weights_sha256"),
+                        "report": str(report)}} if weights is not None else {}),
         "versions": versions(),
     }
     atomic_write(run_dir / SUMMARY, json.dumps(summary, indent=2).encode())
@@ -321,7 +374,7 @@ def open_run(run_dir: str | Path) -> tuple[Recipe, dict[str, Any]]:
 
 
 def _load_model(recipe: Recipe, run_dir: Path, device: torch.device) -> torch.nn.Module:
-    model = build_model(recipe)
+    model = build_model(recipe, pretrained=False)
     model.load_state_dict(load_weights(run_dir / ModelCheckpoint.WEIGHTS))
     return model.to(device).eval()
 

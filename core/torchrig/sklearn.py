@@ -37,6 +37,7 @@ from torch import nn
 from ._checkpoint import atomic_write, load_weights, save_weights
 from ._device import resolve_device
 from ._errors import TorchrigError
+from ._finetune import FineTune
 
 __all__ = ["RigClassifier", "RigRegressor", "ModelInputs"]
 
@@ -106,10 +107,11 @@ class _RigMixin:
 
     def __init__(self, module: Any, *, criterion: Any, optimizer: Any = torch.optim.AdamW, lr: float = 1e-3,
                  max_epochs: int = 10, batch_size: int = 64, device: str = "auto", random_state: int | None = None,
-                 verbose: int = 0, **kwargs: Any) -> None:
+                 finetune: dict[str, Any] | None = None, verbose: int = 0, **kwargs: Any) -> None:
         """The defaults both estimators share (see :class:`RigClassifier`)."""
         kwargs.setdefault("iterator_train__shuffle", True)  # skorch does not shuffle by default
         self.random_state = random_state
+        self.finetune = finetune
         super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
                          batch_size=batch_size, device=device, verbose=verbose, **kwargs)
 
@@ -164,6 +166,46 @@ class _RigMixin:
         else:
             self.module_ = self.initialized_instance(self.module, kwargs)
         return self
+
+    # ------------------------------------------------------------ fine-tuning
+    def _finetune(self) -> FineTune | None:
+        """The ``finetune`` settings as a :class:`FineTune` (one per fit)."""
+        if not self.finetune:
+            return None
+        if isinstance(self.finetune, FineTune):
+            return self.finetune
+        try:
+            return FineTune(**self.finetune)
+        except TypeError as exc:
+            raise TorchrigError(f"finetune={self.finetune!r}: {exc}. It takes freeze_epochs, backbone_lr_scale "
+                                "and head, e.g. finetune={'freeze_epochs': 2, 'backbone_lr_scale': 0.1}.") from None
+
+    def initialize_optimizer(self, *args: Any, **kwargs: Any) -> Any:
+        """As skorch's; with ``finetune``, the backbone and the head in two parameter groups."""
+        self.finetune_ = self._finetune()
+        if self.finetune_ is None:
+            return super().initialize_optimizer(*args, **kwargs)
+        _, optimizer_kwargs = self.get_params_for_optimizer("optimizer", self.get_all_learnable_params())
+        lr = float(optimizer_kwargs.get("lr", self.lr))
+        self.optimizer_ = self.optimizer(self.finetune_.param_groups(self.module_, lr=lr), **optimizer_kwargs)
+        return self
+
+    def on_epoch_begin(self, net: Any, **kwargs: Any) -> None:
+        super().on_epoch_begin(net, **kwargs)
+        if getattr(self, "finetune_", None) is not None:  # history holds this epoch's row already
+            self.finetune_.apply(self.module_, len(self.history))
+
+    def on_train_end(self, net: Any, **kwargs: Any) -> None:
+        super().on_train_end(net, **kwargs)
+        if getattr(self, "finetune_", None) is not None:
+            self.module_.requires_grad_(True)  # handed back trainable (a later partial_fit unfreezes)
+            self.finetune_.frozen_norms = []
+
+    def _set_training(self, training: bool = True) -> None:
+        super()._set_training(training)
+        if training and getattr(self, "finetune_", None) is not None:  # skorch sets train mode every batch
+            for module in self.finetune_.frozen_norms:
+                module.eval()
 
     # ------------------------------------------------------------ data
     @staticmethod

@@ -42,6 +42,8 @@ class MelCNN(nn.Module):
     """Front end, then conv-BN-ReLU blocks (widths w, 2w, 4w, 4w; time and frequency halved after
     each of the first three), frequency mean, masked time mean and max, linear head."""
 
+    torchrig_head = "head"  # fine-tuning trains it first; another num_classes replaces it
+
     def __init__(self, frontend: FrontEnd, *, num_classes: int, in_channels: int, width: int, dropout: float) -> None:
         super().__init__()
         self.frontend = frontend
@@ -68,6 +70,8 @@ class M5(nn.Module):
     """M5 (Dai et al., 2017, "Very deep convolutional neural networks for raw waveforms"): a
     strided 80-tap convolution, then three conv-BN-ReLU-pool blocks, masked mean, linear head.
     Each clip is scaled to unit RMS first, so loudness does not matter."""
+
+    torchrig_head = "head"  # fine-tuning trains it first; another num_classes replaces it
 
     def __init__(self, *, num_classes: int, in_channels: int, width: int, stride: int, dropout: float) -> None:
         super().__init__()
@@ -99,6 +103,8 @@ class M5(nn.Module):
 class ConformerClassifier(nn.Module):
     """Front end, two stride-2 convolutions over time (frames / 4), torchaudio's Conformer
     (Gulati et al., 2020) with padding masked, masked mean over time, linear head."""
+
+    torchrig_head = "head"  # fine-tuning trains it first; another num_classes replaces it
 
     def __init__(self, frontend: FrontEnd, *, num_classes: int, in_channels: int, d_model: int, num_layers: int,
                  num_heads: int, ffn_dim: int, kernel_size: int, dropout: float) -> None:

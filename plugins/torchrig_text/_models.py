@@ -27,6 +27,8 @@ def _mask(ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 class EmbeddingBagClassifier(nn.Module):
+    torchrig_head = "fc"  # fine-tuning trains it first; another num_classes replaces it
+
     def __init__(self, vocab_size: int, num_classes: int, embed_dim: int, pad_id: int) -> None:
         super().__init__()
         # padding_idx entries are left out of each bag's mean, so padding changes nothing
@@ -47,6 +49,8 @@ def embedding_bag(*, vocab_size: int, num_classes: int = 2, embed_dim: int = 64,
 
 
 class RNNClassifier(nn.Module):
+    torchrig_head = "fc"  # fine-tuning trains it first; another num_classes replaces it
+
     def __init__(self, cell: type[nn.RNNBase], vocab_size: int, num_classes: int, embed_dim: int,
                  hidden: int, layers: int, dropout: float, pad_id: int) -> None:
         super().__init__()
@@ -96,6 +100,8 @@ class SinusoidalPositions(nn.Module):
 
 
 class TransformerClassifier(nn.Module):
+    torchrig_head = "fc"  # fine-tuning trains it first; another num_classes replaces it
+
     def __init__(self, vocab_size: int, num_classes: int, dim: int, heads: int, layers: int, ff: int,
                  dropout: float, max_len: int, positions: str, pad_id: int) -> None:
         super().__init__()
@@ -141,6 +147,8 @@ def transformer(*, vocab_size: int, num_classes: int = 2, dim: int = 128, heads:
 
 
 class KimCNN(nn.Module):
+    torchrig_head = "fc"  # fine-tuning trains it first; another num_classes replaces it
+
     def __init__(self, vocab_size: int, num_classes: int, embed_dim: int, channels: int,
                  kernel_sizes: tuple[int, ...], dropout: float, pad_id: int) -> None:
         super().__init__()

@@ -64,7 +64,17 @@ class Normalize(torch.nn.Module):
         c = img.shape[-3]
         mean = self.mean if self.mean is not None else (IMAGENET_MEAN if c == 3 else (0.5,) * c)
         std = self.std if self.std is not None else (IMAGENET_STD if c == 3 else (0.5,) * c)
+        if len(mean) != c and c == 1:  # RGB statistics (pretrained weights) for a greyscale input
+            mean, std = (sum(mean) / len(mean),), (sum(std) / len(std),)
         return v2.functional.normalize(img, list(mean), list(std))
+
+
+def _interpolation(name: str) -> v2.InterpolationMode:
+    try:
+        return v2.InterpolationMode(name)
+    except ValueError:
+        modes = [m.value for m in v2.InterpolationMode]
+        raise torchrig.TorchrigError(f"interpolation {name!r} is not one of {', '.join(modes)}.") from None
 
 
 _AUGMENT = {"trivial": v2.TrivialAugmentWide, "rand": v2.RandAugment, "auto": v2.AutoAugment}
@@ -74,7 +84,7 @@ _AUGMENT = {"trivial": v2.TrivialAugmentWide, "rand": v2.RandAugment, "auto": v2
 def train_preset(*, size: int | Sequence[int] = 224, crop_scale: Sequence[float] = (0.5, 1.0),
                  hflip: float = 0.5, auto_augment: str | None = None, rotation: float = 0.0,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 channels: int | None = None) -> v2.Compose:
+                 channels: int | None = None, interpolation: str = "bilinear") -> v2.Compose:
     """Training augmentation: random-resized crop to ``size``, flip, optional augment policy.
 
     Args:
@@ -86,10 +96,15 @@ def train_preset(*, size: int | Sequence[int] = 224, crop_scale: Sequence[float]
         rotation: random rotation range in degrees (0: none).
         mean, std: normalisation; default ImageNet's for RGB, 0.5 per channel otherwise.
         channels: convert images to 1 or 3 channels (None: RGB for colour, L for greyscale).
+        interpolation: resampling: ``"bilinear"``, ``"bicubic"``, ``"nearest"``, ...
+
+    With pretrained torchvision weights (``model.weights``), ``size``, ``mean``, ``std`` and
+    ``interpolation`` default to the weights' own, unless the recipe sets them.
     """
     if auto_augment is not None and auto_augment not in _AUGMENT:
         raise torchrig.TorchrigError(f"auto_augment must be one of {sorted(_AUGMENT)} or null, got {auto_augment!r}.")
-    steps: list[Any] = [ToImage(channels), v2.RandomResizedCrop(size, scale=tuple(crop_scale), antialias=True)]
+    steps: list[Any] = [ToImage(channels), v2.RandomResizedCrop(size, scale=tuple(crop_scale), interpolation=_interpolation(interpolation),
+                                                      antialias=True)]
     if hflip:
         steps.append(v2.RandomHorizontalFlip(hflip))
     if rotation:
@@ -103,7 +118,7 @@ def train_preset(*, size: int | Sequence[int] = 224, crop_scale: Sequence[float]
 @plugin.transform
 def eval_preset(*, size: int | Sequence[int] = 224, crop_ratio: float = 0.875,
                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                channels: int | None = None) -> v2.Compose:
+                channels: int | None = None, interpolation: str = "bilinear") -> v2.Compose:
     """Evaluation: resize the shorter side to ``size / crop_ratio``, centre-crop ``size``.
 
     Args:
@@ -111,10 +126,15 @@ def eval_preset(*, size: int | Sequence[int] = 224, crop_ratio: float = 0.875,
         crop_ratio: the centre crop's share of the resized image (1.0: resize only).
         mean, std: as in ``vision/train_preset``.
         channels: as in ``vision/train_preset``.
+        interpolation: as in ``vision/train_preset``.
+
+    With pretrained torchvision weights (``model.weights``), every argument but ``channels``
+    defaults to the weights' own ``transforms()`` (resize, crop, interpolation, mean, std).
     """
     square = size if isinstance(size, int) else min(size)
     resize = round(square / crop_ratio)
-    steps: list[Any] = [ToImage(channels), v2.Resize(resize, antialias=True), v2.CenterCrop(size),
+    steps: list[Any] = [ToImage(channels), v2.Resize(resize, interpolation=_interpolation(interpolation), antialias=True),
+                        v2.CenterCrop(size),
                         v2.ToDtype(torch.float32, scale=True), Normalize(mean, std)]
     return v2.Compose(steps)
 

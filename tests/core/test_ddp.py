@@ -118,6 +118,19 @@ def test_ddp_resume_continues_exactly(runs):
         assert a == pytest.approx(b, rel=1e-5), (a, b)
 
 
+def test_ddp_fine_tunes_from_a_run_dir(runs):
+    """FineTune under DDP: unfreezing changes which parameters train, and the Trainer re-wraps
+    the model so DDP's reducer expects the right gradients."""
+    root, _ = runs
+    result = torchrig("train", "r.yaml", "--out", "ft", "--nproc", "2", "--set", "data.batch_size=32",
+                      "--set", f"model.weights={root / 'single'}", "--set", "trainer.max_epochs=2",
+                      "--set", "trainer.finetune={freeze_epochs: 1, backbone_lr_scale: 0.1}", cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert "weights: loaded 17/17 tensors" in result.stdout
+    assert "backbone unfrozen at epoch 2" in result.stdout + result.stderr
+    assert len(rows(root / "ft")) == 2
+
+
 def test_one_failing_rank_brings_every_rank_down(tmp_path):
     """A plugin whose dataset breaks on rank 1 in the middle of training: every process exits,
     non-zero, instead of waiting out the process group's timeout, and the error names its rank."""

@@ -109,3 +109,16 @@ def test_builder_may_not_receive_split_from_recipe(tmp_path, rig_plugin):
     text = RECIPE.replace("dataset: {name: t/digits}", "dataset: {name: t/digits, split: train}")
     with pytest.raises(TorchrigError, match=r"data\.dataset\.split: 't/digits' takes no argument 'split'"):
         load_recipe(write(tmp_path, text))
+
+
+def test_every_shipped_recipe_is_valid():
+    """Each recipes/**.yaml parses and validates against the installed plugins (names, keys, the
+    builders' arguments), so a recipe cannot rot unnoticed."""
+    from pathlib import Path
+
+    from torchrig import load_recipe
+
+    recipes = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*/*.yaml"))
+    assert len(recipes) >= 8
+    for path in recipes:
+        load_recipe(path)

@@ -231,3 +231,68 @@ def test_pipeline_grid_search_with_two_jobs_on_digits():
     assert search.score(X[1000:], names[1000:]) > 0.85  # ten classes: chance is 0.1
     assert search.best_estimator_["net"].module_implied_ == {"num_classes": 10, "in_channels": 1}
     assert search.predict(X[1000:1003]).tolist() == names[1000:1003].tolist()
+
+
+@pytest.fixture
+def resnet_file(tmp_path):
+    """'Pretrained' ResNet-18 weights in a file (a random state_dict: tests never download)."""
+    import torchvision
+    from safetensors.torch import save_file
+
+    torch.manual_seed(3)
+    path = tmp_path / "resnet18.safetensors"
+    save_file(torchvision.models.resnet18().state_dict(), path)
+    return path
+
+
+@pytest.mark.slow
+def test_fine_tuning_a_pretrained_resnet_in_a_grid_search(resnet_file):
+    """RigClassifier(module="vision/resnet18", module__weights=...) with fine-tuning options in a
+    Pipeline under GridSearchCV(n_jobs=2): grey 1-channel digits adapt the first convolution, a
+    10-class head is made, and the frozen epoch leaves the backbone as loaded."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import Pipeline
+
+    from torchrig.sklearn import RigClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:400], y[:400]
+    net = RigClassifier("vision/resnet18", module__weights=str(resnet_file), max_epochs=2, batch_size=50,
+                        lr=3e-3, train_split=None, random_state=0)
+    search = GridSearchCV(Pipeline([("prep", ImagePreprocessor(size=32, flat_shape=(8, 8))), ("net", net)]),
+                          {"net__finetune": [None, {"freeze_epochs": 1, "backbone_lr_scale": 0.3}]}, cv=2, n_jobs=2,
+                          error_score="raise")
+    search.fit(X, y)
+    # The 'pretrained' filters are random here; what is tested is that both candidates train in the
+    # workers. Measured: 0.17 training everything for 2 epochs, 0.555 with the head alone first
+    # (random features + a linear head learn faster on 200 images); chance is 0.1.
+    assert search.best_score_ > 0.35
+
+    frozen = clone(net).set_params(finetune={"freeze_epochs": 2, "backbone_lr_scale": 0.1})
+    frozen.fit(ImagePreprocessor(size=32, flat_shape=(8, 8)).fit_transform(X[:100]), y[:100])
+    from safetensors.torch import load_file
+
+    source = load_file(resnet_file)
+    assert torch.equal(frozen.module_.layer3[0].conv1.weight.cpu(), source["layer3.0.conv1.weight"])
+    assert torch.equal(frozen.module_.layer3[0].bn1.running_mean.cpu(), source["layer3.0.bn1.running_mean"])
+    assert all(p.requires_grad for p in frozen.module_.parameters())
+
+
+def test_pretrained_estimators_do_not_share_tensors_and_pickle_their_own_weights(resnet_file, tmp_path):
+    from torchrig.sklearn import RigClassifier
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3, 32, 32)).astype(np.float32), np.arange(40) % 2
+    a = RigClassifier("vision/resnet18", module__weights=str(resnet_file), max_epochs=1, batch_size=20,
+                      train_split=None, random_state=0)
+    b = clone(a)
+    a.fit(X, y)
+    b.initialize()
+    shared = [n for (n, p), q in zip(a.module_.named_parameters(), b.module_.parameters())
+              if p.data_ptr() == q.data_ptr()]
+    assert not shared
+    before = a.predict_proba(X)
+    blob = pickle.dumps(a)
+    resnet_file.unlink()  # the fine-tuned weights travel in the pickle, not the source path
+    np.testing.assert_allclose(pickle.loads(blob).predict_proba(X), before, atol=1e-6)
