@@ -36,7 +36,9 @@ pytestmark = [
 ]
 
 MAX_EPOCHS = 12
-VARIANTS = ("generator", "global_rng")  # how the train loader shuffles (see SCRIPT)
+# how the train loader shuffles (see SCRIPT); "finetune" shuffles as "generator" does and trains
+# with torchrig.FineTune: the head alone for 4 epochs, then everything (kills land in both phases)
+VARIANTS = ("generator", "global_rng", "finetune")
 TIMEOUT = 120.0  # generous: a stuck run fails the test instead of hanging it
 
 # The training script. `main(args)` is one run; `python train.py '<json args>'` runs it in a fresh
@@ -67,7 +69,7 @@ def main(args):
     data = torch.load(args["data"], weights_only=True)
     X, y = data["X"], data["y"]
     train, val = TensorDataset(X[:1400], y[:1400]), TensorDataset(X[1400:], y[1400:])
-    if args["variant"] == "generator":  # the shuffle order comes from the loader's own generator
+    if args["variant"] in ("generator", "finetune"):  # the order comes from the loader's own generator
         train_loader = DataLoader(train, batch_size=64, shuffle=True, generator=generator)
         make_scheduler = lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args["epochs"])
     else:  # the shuffle order is drawn from the global torch RNG, shared with dropout
@@ -76,10 +78,16 @@ def main(args):
     val_loader = DataLoader(val, batch_size=200)
     model = nn.Sequential(nn.Linear(64, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Dropout(0.3),
                           nn.Linear(64, 10))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-2)
+    callbacks = [torchrig.EarlyStopping(patience=1000), Progress()]
+    if args["variant"] == "finetune":
+        finetune = torchrig.FineTune(freeze_epochs=4, backbone_lr_scale=0.2)
+        optimizer = torch.optim.AdamW(finetune.param_groups(model), lr=3e-3, weight_decay=1e-2)
+        callbacks.append(finetune)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-2)
     trainer = torchrig.Trainer(
         max_epochs=args["epochs"], device="cpu", precision="32", checkpoint_dir=args["dir"],
-        callbacks=[torchrig.EarlyStopping(patience=1000), Progress()],
+        callbacks=callbacks,
     )
     trainer.fit(model, train_loader, nn.CrossEntropyLoss(), optimizer, val_loader=val_loader,
                 scheduler=make_scheduler(optimizer), metrics=["accuracy"], resume=True)
