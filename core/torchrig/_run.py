@@ -11,6 +11,7 @@ import inspect
 import json
 import math
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -251,23 +252,29 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
     seed = int(recipe["seed"])
     generator = seed_everything(seed)
     weights = prepare_weights(recipe)  # before any data is read: a missing file fails at once
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    built = _Built(recipe, run_dir)
-    _inject_sizes(recipe, built.info, weights.model_kwargs if weights is not None else None)
-    cfg = recipe["trainer"]
-    train_loader = built.loader("train", train=True, generator=generator)
-    val_loader = built.loader("val") if "val" in built.splits else None
-    if _dist.active():  # shard now, so the scheduler counts this rank's steps per epoch
-        train_loader = _dist.distributed_loader(train_loader, train=True)
+    try:  # set-up: a bad input here (data, weights that do not fit) leaves no half-made run dir
+        built = _Built(recipe, run_dir)
+        _inject_sizes(recipe, built.info, weights.model_kwargs if weights is not None else None)
+        cfg = recipe["trainer"]
+        train_loader = built.loader("train", train=True, generator=generator)
+        val_loader = built.loader("val") if "val" in built.splits else None
+        if _dist.active():  # shard now, so the scheduler counts this rank's steps per epoch
+            train_loader = _dist.distributed_loader(train_loader, train=True)
 
-    name, model_kwargs = component(recipe["model"])
-    model, report = build_model_with_weights(name, model_kwargs)
-    if report is not None and zero:
-        print(report, flush=True)
-    loss_fn = build_loss(recipe)
-    finetune = FineTune(**cfg["finetune"]) if cfg.get("finetune") is not None else None
-    optimizer = build_optimizer(recipe, model, finetune)
-    scheduler, interval = build_scheduler(recipe, optimizer, len(train_loader))
+        name, model_kwargs = component(recipe["model"])
+        model, report = build_model_with_weights(name, model_kwargs)
+        if report is not None and zero:
+            print(report, flush=True)
+        loss_fn = build_loss(recipe)
+        finetune = FineTune(**cfg["finetune"]) if cfg.get("finetune") is not None else None
+        optimizer = build_optimizer(recipe, model, finetune)
+        scheduler, interval = build_scheduler(recipe, optimizer, len(train_loader))
+    except TorchrigError:
+        if created and zero:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     monitor = cfg.get("monitor", "val_loss" if val_loader is not None else "train_loss")
     mode = cfg.get("mode", "min" if monitor.endswith("loss") else "max")
     callbacks: list[Any] = [ModelCheckpoint(run_dir, monitor=monitor, mode=mode), CSVLogger(run_dir / "metrics.csv")]

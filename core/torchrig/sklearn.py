@@ -401,10 +401,15 @@ class RigClassifier(_RigMixin, NeuralNetClassifier):
         random_state: seeds weight initialisation, shuffling and dropout for each ``fit`` (without
             touching torch's global RNG), so a fit gives the same model in any process: a search
             on joblib workers or a cluster finds what it finds locally. None: torch's global RNG.
+        finetune: ``{"freeze_epochs": 2, "backbone_lr_scale": 0.1}`` trains the head alone for
+            2 epochs, then everything with the backbone at a tenth of ``lr`` (see
+            :class:`torchrig.FineTune`); pair it with ``module__weights``.
         verbose: 0 (default, quiet as scikit-learn estimators are) or 1 for skorch's table of
             losses per epoch.
         **kwargs: any skorch ``NeuralNetClassifier`` parameter (``train_split``, ``callbacks``,
-            ``verbose``, ``iterator_train__shuffle``, ...) and ``module__*`` builder arguments.
+            ``verbose``, ``iterator_train__shuffle``, ...) and ``module__*`` builder arguments,
+            ``module__weights`` too (a run dir, a weights file or a library's weights name:
+            pretrained weights, loaded afresh by every clone; a pickle carries the fitted ones).
 
     Example::
 

@@ -204,3 +204,12 @@ def test_finetune_in_a_recipe(tmp_path, rig_plugin, pretrained_run, capsys):
     assert "finetune: backbone unfrozen at epoch 2 (learning rate x0.2)" in text
     rows = (tmp_path / "ft/metrics.csv").read_text().splitlines()
     assert len(rows) == 4
+
+
+def test_weights_that_do_not_fit_stop_the_cli_in_one_line_and_leave_no_run_dir(tmp_path, rig_plugin, capsys):
+    torch.save(torchrig.get_model("t/mlp", hidden=16).state_dict(), tmp_path / "other.pt")
+    (tmp_path / "r.yaml").write_text(RECIPE.replace("hidden: 48", f"hidden: 48, weights: {tmp_path / 'other.pt'}"))
+    assert main(["train", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "do not fit this model" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
