@@ -339,10 +339,10 @@ def load_pretrained(model: nn.Module, state: Mapping[str, torch.Tensor], *, sour
         for key, value in chosen.items():
             target[key].copy_(value.to(dtype=target[key].dtype))
     report.loaded = len(chosen)
-    report.new_head = sorted({k.rsplit(".", 1)[0] for k in report.new_head})
-    if report.new_head:
-        out = next((target[k].shape[0] for k in target if _in_head(k, head) and k.endswith("weight")), None)
-        report.num_classes = int(out) if out is not None else None
+    made = [k for k in report.new_head if k.endswith("weight")]
+    if made:  # the output layer is the last new weight: its rows are the classes
+        report.num_classes = int(target[made[-1]].shape[0])
+    report.new_head = list(dict.fromkeys(k.rsplit(".", 1)[0] for k in report.new_head))
     return report
 
 

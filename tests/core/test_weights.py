@@ -213,3 +213,8 @@ def test_weights_that_do_not_fit_stop_the_cli_in_one_line_and_leave_no_run_dir(t
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "do not fit this model" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_info_shows_the_head(rig_plugin, capsys):
+    assert main(["info", "t/mlp"]) == 0
+    assert "Head: 2  (re-made for another num_classes" in capsys.readouterr().out  # the last Linear

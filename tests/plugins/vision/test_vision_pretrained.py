@@ -127,3 +127,11 @@ def test_eval_preset_follows_named_weights_by_default(torch_home, tmp_path):
     # torchvision resizes the PIL image, we the uint8 tensor: at most one grey level apart (1/255/std)
     torch.testing.assert_close(a, b, atol=1 / 255 / min(theirs.std) + 1e-5, rtol=0)
     assert (a - b).abs().mean() < 1e-3
+
+
+def test_info_shows_head_and_named_weights(capsys):
+    assert main(["info", "vision/resnet18"]) == 0
+    out = capsys.readouterr().out
+    assert "Head: fc" in out and "Named weights (torchvision's" in out and "DEFAULT, IMAGENET1K_V1" in out
+    assert main(["info", "vision/small_cnn"]) == 0
+    assert "Head: head" in capsys.readouterr().out
