@@ -49,16 +49,16 @@ def fortunes_baseline() -> float:
 CASES = {
     "digits": ("recipes/vision/digits.yaml", lambda: 0.985, "tests/plugins/vision/test_vision_recipes.py"),
     "spoken_digits": ("recipes/audio/spoken_digits.yaml", lambda: 0.95, "tests/plugins/audio/test_audio_recipes.py"),
-    "fortunes": ("recipes/text/fortunes.yaml", lambda: fortunes_baseline() - 0.02,
+    "fortunes": ("recipes/text/fortunes.yaml", lambda: fortunes_baseline() - 0.10,
                  "tests/plugins/text/test_text_datasets.py"),
 }
 
 
-def run(recipe: str, seed: int, threads: int, out: Path, cache: Path) -> float:
+def run(recipe: str, seed: int, threads: int, out: Path, cache: Path) -> dict[str, float]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TORCHRIG_CACHE": str(cache)}
     subprocess.run([sys.executable, "-m", "torchrig", "train", str(REPO / recipe), "--out", str(out), "--quiet",
                     "--set", f"seed={seed}"], check=True, env=env, capture_output=True, cwd=out.parent)
-    return json.loads((out / "summary.json").read_text())["test"]["accuracy"]
+    return json.loads((out / "summary.json").read_text())["test"]
 
 
 def ddp_pair(seed: int, threads: int, tmp: Path) -> str:
@@ -98,16 +98,18 @@ def main() -> None:
                     for seed in range(args.seeds):
                         print(f"  ddp threads={threads} seed={seed}: {ddp_pair(seed, threads, Path(tmp))}", flush=True)
                 continue
-            recipe, floor, test = CASES[name]
+            recipe, floor, where = CASES[name]
             scores = []
             for threads in map(int, args.threads.split(",")):
                 for seed in range(args.seeds):
-                    score = run(recipe, seed, threads, Path(tmp) / f"{name}-{threads}-{seed}", cache)
-                    scores.append(score)
-                    print(f"  {name} threads={threads} seed={seed}: test accuracy {score:.4f}", flush=True)
+                    test = run(recipe, seed, threads, Path(tmp) / f"{name}-{threads}-{seed}", cache)
+                    scores.append(test["accuracy"])
+                    others = "".join(f", {k} {v:.4f}" for k, v in test.items() if k not in ("accuracy", "loss"))
+                    print(f"  {name} threads={threads} seed={seed}: test accuracy {test['accuracy']:.4f}{others}",
+                          flush=True)
             lowest = floor()
             print(f"{name}: test accuracy min {min(scores):.4f} median {statistics.median(scores):.4f} "
-                  f"max {max(scores):.4f} over {len(scores)} runs; floor in {test}: {lowest:.4f}; "
+                  f"max {max(scores):.4f} over {len(scores)} runs; floor in {where}: {lowest:.4f}; "
                   f"margin {min(scores) - lowest:+.4f}", flush=True)
 
 

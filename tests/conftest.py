@@ -13,14 +13,18 @@ from torch.utils.data import DataLoader, TensorDataset
 def seeds_fixed():
     import torchrig
 
-    torchrig.seed_everything(0)
+    torchrig.seed_everything(SEED)
     yield
 
 
 # One intra-op thread everywhere: in this process, in the CLI and torchrun processes the tests
 # start, and in joblib's workers (loky passes OMP_NUM_THREADS on when it is set). Float results
 # then do not depend on the machine's core count, and pytest-xdist's workers do not oversubscribe.
-os.environ["OMP_NUM_THREADS"] = "1"
+# TORCHRIG_TEST_THREADS and TORCHRIG_TEST_SEED change both, for audits of how far results move
+# (run the suite under other seeds and thread counts and see which floors hold).
+THREADS = int(os.environ.get("TORCHRIG_TEST_THREADS", "1"))
+SEED = int(os.environ.get("TORCHRIG_TEST_SEED", "0"))
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
 # Tests never download: a library's named weights that are not in the (test-made) cache fail at
 # once with the file, folder and URL, instead of reaching for the network.
 os.environ["TORCHRIG_OFFLINE"] = "1"
@@ -28,7 +32,7 @@ os.environ["TORCHRIG_OFFLINE"] = "1"
 
 @pytest.fixture(scope="session", autouse=True)
 def one_thread():
-    torch.set_num_threads(1)
+    torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(scope="session")

