@@ -50,8 +50,11 @@ def test_eval_is_deterministic_and_nearly_ignores_padding(name):
         batched = model(x, lengths)
         torch.testing.assert_close(model(x, lengths), batched)  # no SpecAugment, no dropout
         alone = model(x[1:2, :, :5000], lengths[1:2])
-    # Convolutions see a few frames of padding at the clip's end; the scores barely move.
-    assert float((alone - batched[1:2]).abs().max()) < 0.1 * float(batched.abs().max()) + 1e-3
+    # Convolutions see a few frames of padding at the clip's end; the scores move a little. Measured
+    # over seeds 0-9 (randomly initialised models): at most 0.154 of the largest score (mel_cnn;
+    # conformer 0.135, m5 0.071), so the bound is twice that. The old 0.1 failed on 3 of 4 other
+    # seeds. Without the lengths (padding seen as audio) conformer moves by 0.53-1.39.
+    assert float((alone - batched[1:2]).abs().max()) < 0.31 * float(batched.abs().max()) + 1e-3
 
 
 @pytest.mark.parametrize("name", [m for m in MODELS if m != "audio/m5"])
