@@ -53,6 +53,8 @@ class FineTune(Callback):
         self.head = [head] if isinstance(head, str) else (list(head) if head is not None else None)
         self.frozen: bool | None = None
         self.frozen_norms: list[nn.Module] = []  # BatchNorm layers held in eval mode while frozen
+        self._owner: int | None = None  # the model whose original requires_grad flags are kept
+        self._trainable: dict[int, bool] = {}
 
     def split(self, model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """``(backbone, head)`` parameters of ``model``."""
@@ -109,8 +111,10 @@ class FineTune(Callback):
         ``model.train()``)."""
         frozen = epoch <= self.freeze_epochs
         backbone, _ = self.split(model)
+        if self._owner != id(model):  # what the user left trainable: only that is ever unfrozen
+            self._owner, self._trainable = id(model), {id(p): p.requires_grad for p in model.parameters()}
         for p in backbone:
-            p.requires_grad_(not frozen)
+            p.requires_grad_(not frozen and self._trainable.get(id(p), True))
         self.frozen_norms = []
         if frozen:
             ids = {id(p) for p in backbone}
@@ -129,6 +133,12 @@ class FineTune(Callback):
                         f"(learning rate x{self.backbone_lr_scale:g})")
             self.frozen = frozen
 
+    def release(self, model: nn.Module) -> None:
+        """Hand the model back as it came: the parameters it had trainable are trainable again."""
+        if self._owner == id(model):
+            for p in model.parameters():
+                p.requires_grad_(self._trainable.get(id(p), p.requires_grad))
+        self._owner, self._trainable, self.frozen_norms = None, {}, []
+
     def on_fit_end(self, trainer: Trainer, **kwargs: Any) -> None:
-        for p in trainer.model.parameters():  # a model handed back trainable, as it came
-            p.requires_grad_(True)
+        self.release(trainer.model)

@@ -198,8 +198,7 @@ class _RigMixin:
     def on_train_end(self, net: Any, **kwargs: Any) -> None:
         super().on_train_end(net, **kwargs)
         if getattr(self, "finetune_", None) is not None:
-            self.module_.requires_grad_(True)  # handed back trainable (a later partial_fit unfreezes)
-            self.finetune_.frozen_norms = []
+            self.finetune_.release(self.module_)  # handed back as it came
 
     def _set_training(self, training: bool = True) -> None:
         super()._set_training(training)

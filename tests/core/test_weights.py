@@ -173,6 +173,10 @@ def test_finetune_trains_the_head_alone_then_everything_at_a_lower_lr(digit_load
     assert not torch.equal(model[3].weight, before["3.weight"])
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.01 * 0.75, 0.1 * 0.75])  # cosine, epoch 1
     assert all(p.requires_grad for p in model.parameters())  # handed back trainable
+    user_frozen = _bn_net()
+    user_frozen[0].bias.requires_grad_(False)  # the user's own choice survives fine-tuning
+    _fit(user_frozen, digit_loaders, 2, FineTune(freeze_epochs=1))
+    assert not user_frozen[0].bias.requires_grad and user_frozen[0].weight.requires_grad
 
     net = _bn_net()
     one_group = torch.optim.SGD(net.parameters(), lr=0.1)
