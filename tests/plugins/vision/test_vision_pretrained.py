@@ -135,3 +135,30 @@ def test_info_shows_head_and_named_weights(capsys):
     assert "Head: fc" in out and "Named weights (torchvision's" in out and "DEFAULT, IMAGENET1K_V1" in out
     assert main(["info", "vision/small_cnn"]) == 0
     assert "Head: head" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_shipped_finetune_photos_recipe_runs(torch_home, tmp_path, capsys):
+    """recipes/vision/finetune_photos.yaml as a user runs it, on a small folder of photos (made
+    here) at 64 px instead of 224 so that it is quick on a CPU."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label, channel in (("ants", 0), ("bees", 2)):
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for i in range(8):
+            pixels = rng.integers(0, 90, (80, 96, 3), dtype=np.uint8)
+            pixels[20:60, 30:70, channel] = 230  # a coloured blob tells the classes apart
+            Image.fromarray(pixels).save(tmp_path / "photos" / label / f"{i}.jpg")
+    recipe = Path(__file__).resolve().parents[3] / "recipes/vision/finetune_photos.yaml"
+    assert main(["train", str(recipe), "--out", str(tmp_path / "run"), "--quiet",
+                 "--set", f"data.dataset.root={tmp_path / 'photos'}", "--set", "data.num_workers=0",
+                 "--set", "data.train_transform.size=64", "--set", "data.eval_transform.size=64",
+                 "--set", "trainer.max_epochs=3", "--set", "trainer.device=cpu"]) == 0
+    assert "new head fc (2 classes)" in capsys.readouterr().out
+    resolved = yaml.safe_load((tmp_path / "run/recipe.yaml").read_text())
+    assert resolved["data"]["eval_transform"]["crop_ratio"] == pytest.approx(224 / 256)
+    assert main(["predict", str(tmp_path / "run"), str(tmp_path / "photos/bees/0.jpg"), "--json"]) == 0
