@@ -70,6 +70,7 @@ def prepare_weights(recipe: Recipe) -> Source | None:
         return None
     source = resolve_weights(kwargs["weights"], name, get_entry("model", name).builder)
     source.ensure()
+    source.verify(kwargs.get("weights_sha256"), name)  # a resolved recipe run again: the same file
     if source.named is not None:
         data = recipe.data["data"]
         for key, which in (("train_transform", "train"), ("eval_transform", "eval")):
@@ -264,7 +265,7 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
             train_loader = _dist.distributed_loader(train_loader, train=True)
 
         name, model_kwargs = component(recipe["model"])
-        model, report = build_model_with_weights(name, model_kwargs)
+        model, report = build_model_with_weights(name, model_kwargs, source=weights)
         if report is not None and zero:
             print(report, flush=True)
         loss_fn = build_loss(recipe)
@@ -329,9 +330,8 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
         "precision": trainer.precision,
         "classes": built.classes,
         "skipped": built.info["skipped"],
-        **({"weights": {"source": str(component(recipe["model"])[1]["weights"]), "kind": weights.kind,
-                        "file": str(weights.path), "sha256": component(recipe["model"])[1].get("weights_sha256"),
-                        "report": str(report)}} if weights is not None else {}),
+        **({"weights": {"source": str(model_kwargs["weights"]), "kind": weights.kind, "file": str(weights.path),
+                        "sha256": weights.sha256(), "report": str(report)}} if weights is not None else {}),
         "versions": versions(),
     }
     atomic_write(run_dir / SUMMARY, json.dumps(summary, indent=2).encode())

@@ -69,6 +69,7 @@ class Source:
     read: Callable[[], dict[str, torch.Tensor]]
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # a run dir's model settings
     named: Any = None
+    _sha256: str | None = field(default=None, repr=False)
 
     def ensure(self) -> None:
         """Make the file available now: a library's named weights not yet cached are fetched by
@@ -77,13 +78,22 @@ class Source:
             self.read()
 
     def sha256(self) -> str | None:
-        if self.path is None or not self.path.is_file():
-            return None
-        digest = hashlib.sha256()
-        with open(self.path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        """The file's sha256 (read once per source; weights files can be gigabytes)."""
+        if self._sha256 is None and self.path is not None and self.path.is_file():
+            digest = hashlib.sha256()
+            with open(self.path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            self._sha256 = digest.hexdigest()
+        return self._sha256
+
+    def verify(self, expected: str | None, model_name: str) -> None:
+        """Raise if the file is not the one a resolved recipe recorded (``weights_sha256``)."""
+        actual = self.sha256() if expected else None
+        if actual is not None and actual != expected:
+            raise TorchrigError(f"{model_name}: the weights at {str(self.path)!r} changed since this recipe was "
+                                f"resolved (sha256 {actual[:12]}..., the recipe says {str(expected)[:12]}...). "
+                                "Restore that file, or remove weights_sha256 to accept the new one.")
 
 
 @dataclass
@@ -355,9 +365,11 @@ def split_weights_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[s
             {k: v for k, v in kwargs.items() if k in RESERVED})
 
 
-def build_model(name: str, kwargs: dict[str, Any]) -> tuple[nn.Module, WeightsReport | None]:
+def build_model(name: str, kwargs: dict[str, Any], *, source: Source | None = None
+                ) -> tuple[nn.Module, WeightsReport | None]:
     """Build the registered model ``name``; with ``weights`` in ``kwargs``, load them (the one
-    loader behind ``get_model``, recipes and the scikit-learn adapter)."""
+    loader behind ``get_model``, recipes and the scikit-learn adapter). ``source``: those weights,
+    already resolved and verified (a recipe run resolves them before reading data)."""
     from ._registry import _check_kwargs, get_entry
 
     entry = get_entry("model", name)
@@ -366,17 +378,12 @@ def build_model(name: str, kwargs: dict[str, Any]) -> tuple[nn.Module, WeightsRe
     if weights is None:
         _check_kwargs(entry, builder_kwargs)
         return entry.builder(**builder_kwargs), None
-    source = resolve_weights(weights, name, entry.builder)
+    if source is None:
+        source = resolve_weights(weights, name, entry.builder)
+        source.verify(extra.get("weights_sha256"), name)
     inherited = {k: v for k, v in source.model_kwargs.items() if _takes(entry.builder, k)}
     builder_kwargs = {**inherited, **builder_kwargs}
     _check_kwargs(entry, builder_kwargs)
-    expected = extra.get("weights_sha256")
-    if expected:
-        actual = source.sha256()
-        if actual is not None and actual != expected:
-            raise TorchrigError(f"{name}: the weights at {str(source.path)!r} changed since this recipe was "
-                                f"resolved (sha256 {actual[:12]}..., the recipe says {str(expected)[:12]}...). "
-                                "Restore that file, or remove weights_sha256 to accept the new one.")
     model = entry.builder(**builder_kwargs)
     report = load_pretrained(model, source.read(), source=source.label, strict=bool(extra.get("strict", True)),
                              model_name=name)

@@ -222,3 +222,15 @@ def test_weights_that_do_not_fit_stop_the_cli_in_one_line_and_leave_no_run_dir(t
 def test_info_shows_the_head(rig_plugin, capsys):
     assert main(["info", "t/mlp"]) == 0
     assert "Head: 2  (re-made for another num_classes" in capsys.readouterr().out  # the last Linear
+
+
+def test_a_resolved_recipe_refuses_weights_that_changed(tmp_path, rig_plugin, capsys):
+    torch.save(torchrig.get_model("t/mlp", hidden=48).state_dict(), tmp_path / "w.pt")
+    (tmp_path / "r.yaml").write_text(RECIPE.replace("hidden: 48", f"hidden: 48, weights: {tmp_path / 'w.pt'}"))
+    assert main(["train", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "a"), "--quiet",
+                 "--set", "trainer.max_epochs=1"]) == 0
+    capsys.readouterr()
+    torch.save(torchrig.get_model("t/mlp", hidden=48).state_dict(), tmp_path / "w.pt")  # other tensors
+    assert main(["train", str(tmp_path / "a/recipe.yaml"), "--out", str(tmp_path / "b")]) == 2
+    assert "changed since this recipe was resolved" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
