@@ -91,11 +91,11 @@ def prepare_weights(recipe: Recipe) -> Source | None:
 def build_model(recipe: Recipe, *, pretrained: bool = True) -> torch.nn.Module:
     """The recipe's model; ``pretrained=False`` skips ``model.weights`` (evaluate and predict load
     the run's own weights instead)."""
-    from ._weights import split_weights_kwargs
+    from ._weights import INIT_KEYS, split_weights_kwargs
 
     name, kwargs = component(recipe["model"])
-    if not pretrained:
-        kwargs = split_weights_kwargs(kwargs)[0]
+    if not pretrained:  # the run's own weights come next: no weights or word vectors to read
+        kwargs = {k: v for k, v in split_weights_kwargs(kwargs)[0].items() if k not in INIT_KEYS}
     return build_model_with_weights(name, kwargs)[0]
 
 
@@ -187,6 +187,10 @@ class _Built:
         train_raw = self.splits["train"]
         self.info["model_kwargs"].update(
             fit_transforms((self.train_transform, self.eval_transform), run_dir, train_raw))
+        self.context: dict[str, Any] = {}  # what fitted transforms tell the model off the record (a vocabulary)
+        for transform in (self.train_transform, self.eval_transform):
+            if hasattr(transform, "fit"):
+                self.context.update(getattr(transform, "model_context", None) or {})
         self.collate = collate_of(train_raw)
         self.device = resolve_device(recipe["trainer"]["device"])
 
@@ -265,9 +269,12 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
             train_loader = _dist.distributed_loader(train_loader, train=True)
 
         name, model_kwargs = component(recipe["model"])
-        model, report = build_model_with_weights(name, model_kwargs, source=weights)
-        if report is not None and zero:
-            print(report, flush=True)
+        model, report = build_model_with_weights(name, model_kwargs, source=weights, context=built.context)
+        init_report = getattr(model, "torchrig_init_report", None)  # e.g. word vectors' coverage
+        if zero:
+            for line in (report, init_report and init_report.get("message")):
+                if line:
+                    print(line, flush=True)
         loss_fn = build_loss(recipe)
         finetune = FineTune(**cfg["finetune"]) if cfg.get("finetune") is not None else None
         optimizer = build_optimizer(recipe, model, finetune)
@@ -332,6 +339,7 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
         "skipped": built.info["skipped"],
         **({"weights": {"source": str(model_kwargs["weights"]), "kind": weights.kind, "file": str(weights.path),
                         "sha256": weights.sha256(), "report": str(report)}} if weights is not None else {}),
+        **({"init": init_report} if init_report else {}),
         "versions": versions(),
     }
     atomic_write(run_dir / SUMMARY, json.dumps(summary, indent=2).encode())

@@ -357,6 +357,9 @@ def load_pretrained(model: nn.Module, state: Mapping[str, torch.Tensor], *, sour
 
 
 RESERVED = ("weights", "strict", "weights_sha256")  # model keys core handles, never the builder
+# builder keys that only initialise weights (pretrained word vectors): not read when the weights
+# come from elsewhere (``weights:``, or a run dir's own weights for evaluate / predict)
+INIT_KEYS = ("vectors",)
 
 
 def split_weights_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -365,15 +368,19 @@ def split_weights_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[s
             {k: v for k, v in kwargs.items() if k in RESERVED})
 
 
-def build_model(name: str, kwargs: dict[str, Any], *, source: Source | None = None
-                ) -> tuple[nn.Module, WeightsReport | None]:
+def build_model(name: str, kwargs: dict[str, Any], *, source: Source | None = None,
+                context: Mapping[str, Any] | None = None) -> tuple[nn.Module, WeightsReport | None]:
     """Build the registered model ``name``; with ``weights`` in ``kwargs``, load them (the one
     loader behind ``get_model``, recipes and the scikit-learn adapter). ``source``: those weights,
-    already resolved and verified (a recipe run resolves them before reading data)."""
+    already resolved and verified (a recipe run resolves them before reading data). ``context``:
+    what fitted transforms give the model but a recipe never records (a vocabulary's tokens),
+    passed when the builder takes it."""
     from ._registry import _check_kwargs, get_entry
 
     entry = get_entry("model", name)
     builder_kwargs, extra = split_weights_kwargs(kwargs)
+    given = {k: v for k, v in (context or {}).items() if k not in builder_kwargs and _takes(entry.builder, k)}
+    builder_kwargs.update(given)
     weights = extra.get("weights")
     if weights is None:
         _check_kwargs(entry, builder_kwargs)
@@ -381,8 +388,8 @@ def build_model(name: str, kwargs: dict[str, Any], *, source: Source | None = No
     if source is None:
         source = resolve_weights(weights, name, entry.builder)
         source.verify(extra.get("weights_sha256"), name)
-    inherited = {k: v for k, v in source.model_kwargs.items() if _takes(entry.builder, k)}
-    builder_kwargs = {**inherited, **builder_kwargs}
+    inherited = {k: v for k, v in source.model_kwargs.items() if _takes(entry.builder, k) and k not in INIT_KEYS}
+    builder_kwargs = {k: v for k, v in {**inherited, **builder_kwargs}.items() if k not in INIT_KEYS}
     _check_kwargs(entry, builder_kwargs)
     model = entry.builder(**builder_kwargs)
     report = load_pretrained(model, source.read(), source=source.label, strict=bool(extra.get("strict", True)),

@@ -11,10 +11,11 @@ from . import _datasets, _encode, _models, _tokenizers, _transforms  # noqa: F40
 from ._encode import Encoder
 from ._plugin import plugin
 from ._transforms import AddToken, PadTransform, ToTensor, Truncate, VocabTransform
+from ._vectors import AlignedVectors, load_vectors
 from ._vocab import Vocab, build_vocab_from_iterator
 
 __all__ = ["plugin", "Encoder", "Vocab", "build_vocab_from_iterator", "Truncate", "AddToken",
-           "VocabTransform", "ToTensor", "PadTransform", "get_tokenizer"]
+           "VocabTransform", "ToTensor", "PadTransform", "get_tokenizer", "load_vectors", "AlignedVectors"]
 
 
 def get_tokenizer(name: str = "basic_english"):

@@ -100,6 +100,13 @@ class Encoder:
         self._check_fitted()
         return {"vocab_size": len(self.vocab), "pad_id": self.pad_id}
 
+    @property
+    def model_context(self) -> dict[str, Any]:
+        """What a model may take but a recipe never records: the ``vocab`` tokens in id order
+        (models align pretrained word vectors to them)."""
+        self._check_fitted()
+        return {"vocab": self.vocab.get_itos()}
+
     def state_dict(self) -> dict[str, Any]:
         """Everything to rebuild the fitted encoder exactly (JSON-serialisable)."""
         self._check_fitted()

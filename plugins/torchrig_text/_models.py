@@ -5,12 +5,40 @@ arrays from scikit-learn), each text's length is its count of non-``pad_id`` ids
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+import torchrig
+
 from ._plugin import plugin
+from ._vectors import init_embedding, load_vectors
+
+
+def _with_vectors(model: nn.Module, name: str, *, vectors: Any, vocab: Any, freeze: bool) -> nn.Module:
+    """Load pretrained word vectors into ``model.embedding`` and freeze it if asked; the coverage
+    goes into ``model.torchrig_init_report`` (recipes print it and keep it in summary.json)."""
+    embedding = model.embedding
+    if vectors is not None:
+        if vocab is None:
+            raise torchrig.TorchrigError(
+                f"text/{name}: vectors={str(vectors)!r} need the vocabulary to align to: pass "
+                "vocab=encoder.vocab (recipes and TextEncoder pass it for you).")
+        tokens = list(vocab.get_itos() if hasattr(vocab, "get_itos") else vocab)
+        rows, dim = embedding.weight.shape
+        if len(tokens) != rows:
+            raise torchrig.TorchrigError(f"text/{name}: vocab has {len(tokens)} tokens but vocab_size is {rows}; "
+                                         "pass the vocabulary the model's ids come from.")
+        aligned = load_vectors(vectors, tokens, dim=dim)
+        init_embedding(embedding.weight, aligned, embedding.padding_idx)
+        model.torchrig_init_report = {"message": f"{aligned}{', frozen' if freeze else ''}",
+                                      "vectors": str(aligned.path), "found": aligned.covered,
+                                      "total": aligned.counted, "frozen": bool(freeze)}
+    embedding.weight.requires_grad_(not freeze)
+    return model
 
 
 def _trim(ids: torch.Tensor, lengths: torch.Tensor | None, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,9 +71,19 @@ class EmbeddingBagClassifier(nn.Module):
 
 
 @plugin.model
-def embedding_bag(*, vocab_size: int, num_classes: int = 2, embed_dim: int = 64, pad_id: int = 0) -> nn.Module:
-    """The torchtext tutorial's model: the mean of the token embeddings, then a linear layer."""
-    return EmbeddingBagClassifier(vocab_size, num_classes, embed_dim, pad_id)
+def embedding_bag(*, vocab_size: int, num_classes: int = 2, embed_dim: int = 64, pad_id: int = 0,
+                  vectors: str | None = None, freeze_embeddings: bool = False,
+                  vocab: Sequence[str] | None = None) -> nn.Module:
+    """The torchtext tutorial's model: the mean of the token embeddings, then a linear layer.
+
+    Args:
+        vectors: a pretrained word-vectors file (GloVe .txt, word2vec .txt/.bin, fastText .vec)
+            for the embedding, aligned to ``vocab``; tokens it lacks get a small random vector.
+        freeze_embeddings: keep the embedding fixed while the rest trains.
+        vocab: the vocabulary's tokens in id order (recipes and ``TextEncoder`` pass it).
+    """
+    return _with_vectors(EmbeddingBagClassifier(vocab_size, num_classes, embed_dim, pad_id), "embedding_bag",
+                         vectors=vectors, vocab=vocab, freeze=freeze_embeddings)
 
 
 class RNNClassifier(nn.Module):
@@ -73,16 +111,34 @@ class RNNClassifier(nn.Module):
 
 @plugin.model
 def bigru(*, vocab_size: int, num_classes: int = 2, embed_dim: int = 128, hidden: int = 128, layers: int = 1,
-          dropout: float = 0.2, pad_id: int = 0) -> nn.Module:
-    """A bidirectional GRU over packed sequences; the final states of both directions -> linear."""
-    return RNNClassifier(nn.GRU, vocab_size, num_classes, embed_dim, hidden, layers, dropout, pad_id)
+          dropout: float = 0.2, pad_id: int = 0, vectors: str | None = None, freeze_embeddings: bool = False,
+          vocab: Sequence[str] | None = None) -> nn.Module:
+    """A bidirectional GRU over packed sequences; the final states of both directions -> linear.
+
+    Args:
+        vectors: a pretrained word-vectors file (GloVe .txt, word2vec .txt/.bin, fastText .vec)
+            for the embedding, aligned to ``vocab``; tokens it lacks get a small random vector.
+        freeze_embeddings: keep the embedding fixed while the rest trains.
+        vocab: the vocabulary's tokens in id order (recipes and ``TextEncoder`` pass it).
+    """
+    model = RNNClassifier(nn.GRU, vocab_size, num_classes, embed_dim, hidden, layers, dropout, pad_id)
+    return _with_vectors(model, "bigru", vectors=vectors, vocab=vocab, freeze=freeze_embeddings)
 
 
 @plugin.model
 def bilstm(*, vocab_size: int, num_classes: int = 2, embed_dim: int = 128, hidden: int = 128, layers: int = 1,
-           dropout: float = 0.2, pad_id: int = 0) -> nn.Module:
-    """A bidirectional LSTM over packed sequences; the final states of both directions -> linear."""
-    return RNNClassifier(nn.LSTM, vocab_size, num_classes, embed_dim, hidden, layers, dropout, pad_id)
+           dropout: float = 0.2, pad_id: int = 0, vectors: str | None = None, freeze_embeddings: bool = False,
+          vocab: Sequence[str] | None = None) -> nn.Module:
+    """A bidirectional LSTM over packed sequences; the final states of both directions -> linear.
+
+    Args:
+        vectors: a pretrained word-vectors file (GloVe .txt, word2vec .txt/.bin, fastText .vec)
+            for the embedding, aligned to ``vocab``; tokens it lacks get a small random vector.
+        freeze_embeddings: keep the embedding fixed while the rest trains.
+        vocab: the vocabulary's tokens in id order (recipes and ``TextEncoder`` pass it).
+    """
+    model = RNNClassifier(nn.LSTM, vocab_size, num_classes, embed_dim, hidden, layers, dropout, pad_id)
+    return _with_vectors(model, "bilstm", vectors=vectors, vocab=vocab, freeze=freeze_embeddings)
 
 
 class SinusoidalPositions(nn.Module):
@@ -132,18 +188,22 @@ class TransformerClassifier(nn.Module):
 @plugin.model
 def transformer(*, vocab_size: int, num_classes: int = 2, dim: int = 128, heads: int = 4, layers: int = 2,
                 ff: int = 256, dropout: float = 0.1, max_len: int = 512, positions: str = "sinusoidal",
-                pad_id: int = 0) -> nn.Module:
+                pad_id: int = 0, vectors: str | None = None, freeze_embeddings: bool = False,
+                vocab: Sequence[str] | None = None) -> nn.Module:
     """A small Transformer encoder (pre-norm) with a padding mask and mean pooling.
 
     Args:
         positions: "sinusoidal" (fixed) or "learned" position embeddings.
         max_len: the longest input it accepts.
+        vectors: (``dim`` wide) a pretrained word-vectors file (GloVe .txt, word2vec .txt/.bin, fastText .vec)
+            for the embedding, aligned to ``vocab``; tokens it lacks get a small random vector.
+        freeze_embeddings: keep the embedding fixed while the rest trains.
+        vocab: the vocabulary's tokens in id order (recipes and ``TextEncoder`` pass it).
     """
     if positions not in ("sinusoidal", "learned"):
-        import torchrig
-
         raise torchrig.TorchrigError(f"text/transformer: positions must be 'sinusoidal' or 'learned', got {positions!r}.")
-    return TransformerClassifier(vocab_size, num_classes, dim, heads, layers, ff, dropout, max_len, positions, pad_id)
+    model = TransformerClassifier(vocab_size, num_classes, dim, heads, layers, ff, dropout, max_len, positions, pad_id)
+    return _with_vectors(model, "transformer", vectors=vectors, vocab=vocab, freeze=freeze_embeddings)
 
 
 class KimCNN(nn.Module):
@@ -177,6 +237,15 @@ class KimCNN(nn.Module):
 
 @plugin.model
 def cnn(*, vocab_size: int, num_classes: int = 2, embed_dim: int = 128, channels: int = 100,
-        kernel_sizes: tuple[int, ...] = (3, 4, 5), dropout: float = 0.5, pad_id: int = 0) -> nn.Module:
-    """Kim (2014)'s CNN: parallel 1-D convolutions of widths ``kernel_sizes``, max over time."""
-    return KimCNN(vocab_size, num_classes, embed_dim, channels, tuple(kernel_sizes), dropout, pad_id)
+        kernel_sizes: tuple[int, ...] = (3, 4, 5), dropout: float = 0.5, pad_id: int = 0,
+        vectors: str | None = None, freeze_embeddings: bool = False, vocab: Sequence[str] | None = None) -> nn.Module:
+    """Kim (2014)'s CNN: parallel 1-D convolutions of widths ``kernel_sizes``, max over time.
+
+    Args:
+        vectors: a pretrained word-vectors file (GloVe .txt, word2vec .txt/.bin, fastText .vec)
+            for the embedding, aligned to ``vocab``; tokens it lacks get a small random vector.
+        freeze_embeddings: keep the embedding fixed while the rest trains.
+        vocab: the vocabulary's tokens in id order (recipes and ``TextEncoder`` pass it).
+    """
+    model = KimCNN(vocab_size, num_classes, embed_dim, channels, tuple(kernel_sizes), dropout, pad_id)
+    return _with_vectors(model, "cnn", vectors=vectors, vocab=vocab, freeze=freeze_embeddings)

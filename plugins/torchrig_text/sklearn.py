@@ -81,7 +81,8 @@ class TextEncoder(TransformerMixin, BaseEstimator):
         ids, _ = self.encoder_.encode_padded(texts)
         out = np.full((len(texts), self.max_len), self.pad_id_, dtype=np.int64)
         out[:, : ids.shape[1]] = ids.numpy()
-        return ModelInputs(out, vocab_size=self.vocab_size_, pad_id=self.pad_id_)
+        return ModelInputs(out, vocab_size=self.vocab_size_, pad_id=self.pad_id_,
+                           vocab=self.encoder_.vocab.get_itos())
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self, "encoder_")

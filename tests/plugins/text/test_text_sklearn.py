@@ -43,7 +43,8 @@ def test_fit_transform_contract_on_strings():
     params = enc.get_params()
     assert enc.fit(TEXTS) is enc and enc.get_params() == params  # returns self, leaves params alone
     X = enc.transform(TEXTS + ["cat"])
-    assert X.shape == (5, 6) and X.dtype == np.int64 and X.model_kwargs == {"vocab_size": enc.vocab_size_, "pad_id": 0}
+    assert X.shape == (5, 6) and X.dtype == np.int64
+    assert X.model_kwargs == {"vocab_size": enc.vocab_size_, "pad_id": 0, "vocab": enc.encoder_.vocab.get_itos()}
     assert (X[4, 1:] == enc.pad_id_).all() and X[4, 0] == enc.encoder_.vocab["cat"]
     np.testing.assert_array_equal(enc.fit(TEXTS).transform(TEXTS), X[:4])  # refit: the same
     np.testing.assert_array_equal(enc.fit_transform(np.array(TEXTS, dtype=object)[:, None]), X[:4])  # (n, 1) column
