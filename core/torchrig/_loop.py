@@ -46,7 +46,8 @@ class Trainer:
     """Fit, evaluate and predict with any ``nn.Module``, ``DataLoader``, loss and optimizer.
 
     A batch is ``(inputs, target)``; ``inputs`` may be a tensor (``model(x)``), a tuple
-    (``model(*x)``) or a dict of tensors (``model(**x)``).
+    (``model(*x)``) or a dict of tensors (``model(**x)``, as Hugging Face tokenizers give). A model
+    may return a tensor or an object with ``logits`` (a Hugging Face ``ModelOutput``).
 
     Under ``torchrun`` (several processes) ``fit`` joins the process group (nccl on CUDA, gloo on
     CPU), trains a ``DistributedDataParallel`` copy of the model, gives each rank its share of
@@ -600,10 +601,13 @@ def _split_batch(batch: Any, step: int) -> tuple[Any, Any]:
 def _forward(model: nn.Module, inputs: Any, step: int = -1) -> Any:
     try:
         if isinstance(inputs, Mapping):
-            return model(**inputs)
-        if isinstance(inputs, (tuple, list)):
-            return model(*inputs)
-        return model(inputs)
+            output = model(**inputs)
+        elif isinstance(inputs, (tuple, list)):
+            output = model(*inputs)
+        else:
+            output = model(inputs)
+        # Hugging Face models return an output object (a ModelOutput): its ``logits`` are the output
+        return output if isinstance(output, torch.Tensor) else getattr(output, "logits", output)
     except (RuntimeError, TypeError, ValueError, IndexError) as exc:
         if step != 0:
             raise

@@ -59,6 +59,22 @@ def _inject_sizes(recipe: Recipe, info: dict[str, Any], inherited: dict[str, Any
     recipe.data["model"] = {"name": name, **kwargs}
 
 
+def share_model_settings(recipe: Recipe) -> None:
+    """Fill the transform arguments a transform builder takes from the model (its ``from_model``
+    names, e.g. a Hugging Face tokenizer's ``checkpoint``) where the recipe leaves them out, so a
+    recipe names the checkpoint once; the resolved recipe records them."""
+    _, model_kwargs = component(recipe["model"])
+    data = recipe.data["data"]
+    for key in ("train_transform", "eval_transform"):
+        if data.get(key) is None:
+            continue
+        t_name, t_kwargs = component(data[key])
+        for k in getattr(get_entry("transform", t_name).builder, "from_model", ()):
+            if t_kwargs.get(k) is None and model_kwargs.get(k) is not None:
+                t_kwargs[k] = model_kwargs[k]
+        data[key] = {"name": t_name, **t_kwargs}
+
+
 def prepare_weights(recipe: Recipe) -> Source | None:
     """Resolve ``model.weights`` before any data is read: fetch a library's named weights (or
     fail with where to put the file), write the preprocessing they were trained with into the
@@ -256,6 +272,7 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
     zero = _dist.rank() == 0
     seed = int(recipe["seed"])
     generator = seed_everything(seed)
+    share_model_settings(recipe)
     weights = prepare_weights(recipe)  # before any data is read: a missing file fails at once
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ passed to :class:`Encoder`.
 
 from __future__ import annotations
 
-from . import _datasets, _encode, _models, _tokenizers, _transforms  # noqa: F401  (registration)
+from . import _datasets, _encode, _hf, _models, _tokenizers, _transforms  # noqa: F401  (registration)
 from ._encode import Encoder
 from ._plugin import plugin
 from ._transforms import AddToken, PadTransform, ToTensor, Truncate, VocabTransform

@@ -24,7 +24,7 @@ from torchrig.sklearn import ModelInputs
 
 from ._encode import Encoder
 
-__all__ = ["TextEncoder"]
+__all__ = ["TextEncoder", "HFTextEncoder"]
 
 
 class TextEncoder(TransformerMixin, BaseEstimator):
@@ -87,6 +87,55 @@ class TextEncoder(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self, "encoder_")
         return np.asarray([f"token_{i}" for i in range(self.max_len)], dtype=object)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        return tags
+
+
+class HFTextEncoder(TransformerMixin, BaseEstimator):
+    """Strings -> token ids with a Hugging Face checkpoint's own tokenizer, for ``text/hf``.
+
+    ``transform`` returns a ``(n_texts, max_len)`` int64 array padded with the tokenizer's pad id;
+    it carries ``checkpoint`` and ``pad_id`` to the next step, so ``RigClassifier("text/hf")``
+    needs no arguments (the attention mask is every id but padding). Nothing is learned: ``fit``
+    loads the tokenizer.
+
+    Args:
+        checkpoint: a hub name or a folder saved with ``save_pretrained``.
+        max_len: tokens kept per text (special tokens included); the output's width.
+
+    Example::
+
+        pipe = make_pipeline(HFTextEncoder("distilbert-base-uncased", max_len=64), RigClassifier("text/hf"))
+        pipe.fit(texts, labels)
+    """
+
+    def __init__(self, checkpoint: str, *, max_len: int = 128) -> None:
+        self.checkpoint = checkpoint
+        self.max_len = max_len
+
+    def fit(self, X: Iterable[str], y: Any = None) -> HFTextEncoder:
+        """Load the checkpoint's tokenizer (``X`` is only checked)."""
+        from ._hf import HFTokenizer
+
+        _texts(X, "fit")
+        self.tokenizer_ = HFTokenizer(self.checkpoint, max_len=self.max_len)
+        self.pad_id_ = int(self.tokenizer_.tokenizer.pad_token_id)
+        self.n_features_in_ = 1
+        return self
+
+    def transform(self, X: Iterable[str]) -> ModelInputs:
+        """Texts -> ``(n_texts, max_len)`` int64 ids (``ModelInputs`` with checkpoint, pad_id)."""
+        check_is_fitted(self, "tokenizer_")
+        texts = _texts(X, "transform")
+        out = np.full((len(texts), self.max_len), self.pad_id_, dtype=np.int64)
+        if texts:
+            ids = self.tokenizer_.encode_padded(texts)["input_ids"].numpy()
+            out[:, : ids.shape[1]] = ids
+        return ModelInputs(out, checkpoint=self.checkpoint, pad_id=self.pad_id_)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
