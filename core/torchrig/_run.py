@@ -79,12 +79,13 @@ def prepare_weights(recipe: Recipe) -> Source | None:
     """Resolve ``model.weights`` before any data is read: fetch a library's named weights (or
     fail with where to put the file), write the preprocessing they were trained with into the
     recipe's transforms (unless the recipe sets it), and record the file's sha256."""
-    from ._weights import resolve_weights
+    from ._weights import resolve_weights, split_weights_kwargs
 
     name, kwargs = component(recipe["model"])
     if kwargs.get("weights") is None:
         return None
-    source = resolve_weights(kwargs["weights"], name, get_entry("model", name).builder)
+    source = resolve_weights(kwargs["weights"], name, get_entry("model", name).builder,
+                             split_weights_kwargs(kwargs)[0])
     source.ensure()
     source.verify(kwargs.get("weights_sha256"), name)  # a resolved recipe run again: the same file
     if source.named is not None:

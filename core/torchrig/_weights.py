@@ -43,6 +43,11 @@ class NamedWeights(Protocol):
         path: where the library caches it (``$TORCH_HOME/hub/checkpoints/<file>``).
         transform_kwargs: preprocessing the weights were trained with, per recipe transform:
             ``{"train": {...}, "eval": {...}}``, keyword arguments of the plugin's presets.
+        model_kwargs: (optional) builder settings the weights imply, e.g. ``{"bundle": ...}``;
+            used where the recipe leaves them out.
+
+    ``named_weights(name, model_kwargs=...)`` may take the model's settings as given, to
+    resolve ``DEFAULT`` for the chosen architecture or refuse weights of another one.
     """
 
     label: str
@@ -130,11 +135,13 @@ def _few(names: list[str], n: int = 4) -> str:
 # ---------------------------------------------------------------- sources
 
 
-def resolve_weights(weights: Any, model_name: str, builder: Any) -> Source:
+def resolve_weights(weights: Any, model_name: str, builder: Any, model_kwargs: Mapping[str, Any] | None = None
+                    ) -> Source:
     """Turn a ``weights`` value into a :class:`Source`, or raise a clear error.
 
     A path that exists is a run dir or a file; anything else is offered to the builder's
-    ``named_weights``; a model without them says what it accepts.
+    ``named_weights`` (with the model's settings, ``model_kwargs``, when it takes them: e.g.
+    ``DEFAULT`` means the chosen bundle's weights); a model without them says what it accepts.
     """
     if isinstance(weights, os.PathLike):
         weights = os.fspath(weights)
@@ -154,8 +161,11 @@ def resolve_weights(weights: Any, model_name: str, builder: Any) -> Source:
                                 f"{'/'.join(FILE_SUFFIXES)} file or a torchrig run dir.")
         raise TorchrigError(f"{model_name}: weights={weights!r} is neither a file nor a run dir, and this model's "
                             "library has no named weights. Give a .safetensors/.pt file or a torchrig run dir.")
-    found = named(weights)  # raises TorchrigError with close matches on an unknown name
-    return Source("named", found.path.name, found.path, lambda: _load_named(found), named=found)
+    # raises TorchrigError with close matches on an unknown name
+    found = named(weights, model_kwargs=dict(model_kwargs or {})) if _takes(named, "model_kwargs") else named(weights)
+    # the settings the weights imply (e.g. the architecture they belong to), unless the recipe sets them
+    implied = dict(getattr(found, "model_kwargs", None) or {})
+    return Source("named", found.path.name, found.path, lambda: _load_named(found), model_kwargs=implied, named=found)
 
 
 def _load_named(found: NamedWeights) -> dict[str, torch.Tensor]:
@@ -386,7 +396,7 @@ def build_model(name: str, kwargs: dict[str, Any], *, source: Source | None = No
         _check_kwargs(entry, builder_kwargs)
         return entry.builder(**builder_kwargs), None
     if source is None:
-        source = resolve_weights(weights, name, entry.builder)
+        source = resolve_weights(weights, name, entry.builder, builder_kwargs)
         source.verify(extra.get("weights_sha256"), name)
     inherited = {k: v for k, v in source.model_kwargs.items() if _takes(entry.builder, k) and k not in INIT_KEYS}
     builder_kwargs = {k: v for k, v in {**inherited, **builder_kwargs}.items() if k not in INIT_KEYS}
