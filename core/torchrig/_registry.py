@@ -295,8 +295,10 @@ def component_info(name: str) -> tuple[Entry, str]:
         lines.append("")
     lines.append(inspect.getdoc(entry.builder) or "(no docstring)")
     if entry.kind == "model":
-        head = _model_head(entry)
+        # a builder may describe its head itself (when it depends on a checkpoint); else build and look
+        head = getattr(entry.builder, "torchrig_head", None) or _model_head(entry)
         if head:
+            head = [head] if isinstance(head, str) else head
             lines += ["", f"Head: {', '.join(head)}  (re-made for another num_classes; trained alone first by "
                       "trainer.finetune)"]
     return entry, "\n".join(lines)

@@ -78,3 +78,8 @@ def hf(*, checkpoint: str, num_classes: int = 2, sample_rate: int = 16000, revis
     model = from_pretrained(tf.AutoModelForAudioClassification, checkpoint, what="audio/hf", part="model",
                             num_labels=num_classes, ignore_mismatched_sizes=True, **kwargs)
     return HFAudioClassifier(model, extractor, sample_rate)
+
+
+# `torchrig info`: the head depends on the checkpoint's architecture
+hf.torchrig_head = ("the checkpoint's classifier layers: model.classifier, and model.pre_classifier / "  # type: ignore[attr-defined]
+                    "model.projector / model.score where it has them")

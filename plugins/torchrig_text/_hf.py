@@ -133,3 +133,8 @@ def hf_tokenizer(*, checkpoint: str | None = None, max_len: int = 256, revision:
 
 
 hf_tokenizer.from_model = ("checkpoint", "revision")  # type: ignore[attr-defined]  (recipes fill these in)
+
+
+# `torchrig info`: the head depends on the checkpoint's architecture
+hf.torchrig_head = ("the checkpoint's classifier layers: model.classifier, and model.pre_classifier / "  # type: ignore[attr-defined]
+                    "model.projector / model.score where it has them")

@@ -128,3 +128,26 @@ def test_finetune_trains_the_head_first(tiny):
     torchrig.FineTune(freeze_epochs=1).apply(model, epoch=0)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"model.classifier.weight", "model.classifier.bias"}
+
+
+@pytest.mark.slow
+def test_ddp_fine_tunes_a_transformers_model(tmp_path, tiny):
+    """Two processes (torchrun, gloo): dict batches, the head trained alone for an epoch, then
+    the whole model (the Trainer re-wraps DDP when the trainable set changes)."""
+    import os
+    import subprocess
+
+    data = _csv(tmp_path / "reviews.csv")
+    args = _train_args(tmp_path / "ddp", data, tiny, 8)
+    args[args.index("trainer.finetune=null")] = "trainer.finetune={freeze_epochs: 1, backbone_lr_scale: 1.0}"
+    args[args.index("optimizer.lr=0.003")] = "optimizer.lr=0.01"  # a random tiny BERT: no pretrained backbone to spare
+    args.remove("--quiet")
+    args += ["--set", "data.bucket_by_length=false"]  # DDP shards with a DistributedSampler, not length buckets
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torchrig", *args, "--nproc", "2"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "backbone unfrozen at epoch 2" in result.stdout + result.stderr
+    meta = json.loads((tmp_path / "ddp" / "meta.json").read_text())
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert meta["world_size"] == 2 and summary["test"]["accuracy"] >= 0.8, summary["test"]
