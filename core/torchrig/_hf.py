@@ -32,6 +32,10 @@ def transformers(what: str) -> Any:
         import transformers as module
     except ImportError:
         raise TorchrigError(f"{what} needs Hugging Face Transformers, which is not installed: {INSTALL}") from None
+    if not module.utils.is_torch_available():  # e.g. transformers 5 beside torch < 2.6
+        raise TorchrigError(f"{what}: the installed transformers {module.__version__} cannot use torch "
+                            f"{torch.__version__}. Upgrade torch, or install a transformers release made for it "
+                            "(pip install 'transformers<5' for torch < 2.6).")
     return module
 
 
