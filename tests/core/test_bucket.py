@@ -36,8 +36,13 @@ def test_order_is_seeded_and_changes_every_epoch():
     first = list(a)
     assert first == list(b) and list(a) != first  # same seed, same epoch; next epoch differs
     assert [len(x) for x in BucketBatchSampler(lengths, 8, drop_last=True)] == [8] * 37
-    fixed = BucketBatchSampler(lengths, 8, shuffle=False)
-    assert list(fixed) == list(fixed)
+    # without shuffling (evaluation): pools of 8 * 5 samples in index order, each sorted by length
+    fixed = [i for batch in BucketBatchSampler(lengths, 8, shuffle=False, pool=5) for i in batch]
+    for start in range(0, 300, 40):
+        pool = fixed[start:start + 40]
+        assert sorted(pool) == list(range(start, min(start + 40, 300)))
+        sizes = torch.as_tensor(lengths)[pool]
+        assert (sizes[1:] >= sizes[:-1]).all()
 
 
 def test_bad_arguments():

@@ -128,13 +128,16 @@ def test_resume_gives_the_same_weights_as_one_run(digits, tmp_path):
             model, train, nn.CrossEntropyLoss(), opt, val_loader=val, scheduler=sched, resume=resume)
         return model, stopper
 
-    ref, _ = run(4, False, tmp_path / "a")
-    run(2, False, tmp_path / "b")
+    ref, ref_stopper = run(4, False, tmp_path / "a")
+    _, half = run(2, False, tmp_path / "b")
+    # resumed with nothing left to train: the stopper is exactly the one saved after epoch 2
+    _, restored = run(2, True, tmp_path / "b")
+    assert restored.state_dict() == half.state_dict() and restored.best is not None
     torch.manual_seed(999)  # disturb every RNG between the runs
     resumed, stopper = run(4, True, tmp_path / "b")
     for k, v in ref.state_dict().items():
         assert torch.equal(resumed.state_dict()[k], v), k
-    assert stopper.best is not None  # early-stopping state came back from the checkpoint
+    assert stopper.state_dict() == ref_stopper.state_dict()
 
 
 def test_lr_monitor_logs_each_group(digit_loaders):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
+
+import pytest
 
 import torchrig
 
@@ -31,6 +34,11 @@ def test_help_does_not_import_torch():
 
 
 def test_lazy_public_names():
-    assert set(torchrig.__all__) <= set(dir(torchrig))
-    for name in torchrig.__all__:
-        assert getattr(torchrig, name) is not None
+    """Every public name is either imported eagerly or mapped to the module that defines it."""
+    eager = {"__version__", "TorchrigError"}
+    assert set(torchrig._LAZY) == set(torchrig.__all__) - eager
+    for name, module in torchrig._LAZY.items():
+        value = getattr(torchrig, name)
+        assert value is getattr(importlib.import_module(module, "torchrig"), name), name
+    with pytest.raises(AttributeError, match="no attribute 'Traner'"):
+        torchrig.Traner  # noqa: B018

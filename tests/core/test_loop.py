@@ -212,14 +212,23 @@ def test_scheduler_stepped_per_step(digit_loaders):
     assert opt.param_groups[0]["lr"] == pytest.approx(0.1 / (1 + 2 * len(train)))
 
 
-def test_reduce_lr_on_plateau_uses_val_loss(digit_loaders):
+def test_reduce_lr_on_plateau_steps_on_val_loss(digit_loaders):
+    """The plateau scheduler gets each epoch's val_loss (not train_loss), after that epoch."""
     train, val = digit_loaders
     model = mlp()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-12)  # so small that nothing improves
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0, factor=0.5, eps=0.0)
-    Trainer(max_epochs=3, progress_bar=False).fit(model, train, nn.CrossEntropyLoss(), opt,
-                                                  val_loader=val, scheduler=sched)
-    assert opt.param_groups[0]["lr"] < 1e-12
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    seen = []
+
+    class Recording(torch.optim.lr_scheduler.ReduceLROnPlateau):
+        def step(self, metrics, *args, **kwargs):
+            seen.append(float(metrics))
+            return super().step(metrics, *args, **kwargs)
+
+    sched = Recording(opt, patience=0, factor=0.5)
+    history = Trainer(max_epochs=3, progress_bar=False).fit(model, train, nn.CrossEntropyLoss(), opt,
+                                                            val_loader=val, scheduler=sched)
+    assert seen == pytest.approx(history["val_loss"], rel=1e-12)
+    assert seen != pytest.approx(history["train_loss"], rel=1e-3)
 
 
 def test_bf16_mixed_on_cpu_trains(digit_loaders):

@@ -184,22 +184,33 @@ def test_random_state_makes_fits_repeatable_without_touching_the_global_rng(digi
     assert clone(a).get_params()["random_state"] == 7
 
 
-def test_what_a_reviewer_tripped_on(digits_xy):
+def test_predict_before_fit_and_one_class_are_refused(digits_xy):
     X, y = digits_xy
     with pytest.raises(NotFittedError):
         RigClassifier(MLP).predict(X[:2])
     with pytest.raises(torchrig.TorchrigError, match=r"at least 2 classes in y; it has only \[0\]"):
         RigClassifier(MLP, max_epochs=1).fit(X[:20], np.zeros(20, dtype=int))
-    # the module itself changes after a fit: what the data implied is filtered to the new builder
+
+
+def test_a_new_module_gets_only_the_sizes_it_takes(digits_xy):
+    """set_params(module=...) after a fit: what the data implied is filtered to the new builder."""
+    X, y = digits_xy
     clf = RigClassifier("vision/small_cnn", max_epochs=1, train_split=None)
     clf.fit(X[:100].reshape(-1, 1, 8, 8), y[:100])
     clf.set_params(module=MLP)
     assert clf.fit(X[:100].tolist(), y[:100]).module_implied_ == {"in_features": 64, "num_classes": 10}  # a list X
-    # partial_fit(classes=...) sizes the model for labels still to come
+
+
+def test_partial_fit_sizes_the_model_for_labels_still_to_come(digits_xy):
+    X, y = digits_xy
     inc = RigClassifier(MLP, max_epochs=1, train_split=None)
     inc.partial_fit(X[y < 3], y[y < 3], classes=np.arange(10))
     inc.partial_fit(X[y >= 3], y[y >= 3])
     assert inc.classes_.tolist() == list(range(10)) and inc.predict_proba(X[:3]).shape == (3, 10)
+
+
+def test_regressor_predicts_lists_as_float32(digits_xy):
+    X, y = digits_xy
     reg = RigRegressor(MLP, max_epochs=1, train_split=None).fit(X[:50], y[:50].astype(float))
     assert reg.predict(X[:5].tolist()).shape == (5,) and reg.predict_proba(X[:5]).dtype == np.float32
 
