@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._errors import TorchrigError
+from ._errors import InputError, TorchrigError, check_on_error, did_you_mean
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -38,18 +38,23 @@ if TYPE_CHECKING:
     from ._recipe import Recipe, load_recipe
     from ._registry import (
         Plugin,
+        build_component,
         get_dataset,
         get_model,
         get_transform,
         list_datasets,
         list_models,
         list_transforms,
+        snake_case,
     )
     from ._seed import seed_everything, seed_worker
 
 __all__ = [
     "__version__",
     "TorchrigError",
+    "InputError",
+    "did_you_mean",
+    "check_on_error",
     "Trainer",
     "History",
     "Callback",
@@ -68,6 +73,8 @@ __all__ = [
     "list_models",
     "list_datasets",
     "list_transforms",
+    "build_component",
+    "snake_case",
     "register_plugin",
     "plugin_statuses",
     "Recipe",
@@ -98,6 +105,8 @@ _LAZY = {
     "get_model": "._registry",
     "get_dataset": "._registry",
     "get_transform": "._registry",
+    "build_component": "._registry",
+    "snake_case": "._registry",
     "list_models": "._registry",
     "list_datasets": "._registry",
     "list_transforms": "._registry",

@@ -181,6 +181,6 @@ def _accepts(cls: Callable, arg: str) -> bool:
 
 
 def _snake(name: str) -> str:
-    import re
+    from ._registry import snake_case
 
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    return snake_case(name)

@@ -320,7 +320,9 @@ def component(value: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+    from ._registry import snake_case
+
+    return snake_case(name)
 
 
 def _losses() -> dict[str, type]:

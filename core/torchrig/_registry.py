@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -215,6 +215,46 @@ def get_component(kind: str, name: str, /, **kwargs: Any) -> Any:
     entry = get_entry(kind, name)
     _check_kwargs(entry, kwargs)
     return entry.builder(**kwargs)
+
+
+def build_component(spec: Any, kind: str, *, prefix: str | None = None, owner: str = "") -> Any:
+    """Build a component written as recipes write them: a name (``"vision/resize"``), a mapping
+    ``{name: ..., **kwargs}``, or an object already built (any other callable), returned as is.
+
+    Args:
+        spec: the component.
+        kind: ``"model"``, ``"dataset"``, ``"transform"`` or ``"reader"``.
+        prefix: the plugin for names without one (``"text"``: ``"bpe"`` means ``"text/bpe"``).
+        owner: who asks, for error messages (``"audio/compose"``).
+
+    Example::
+
+        steps = [torchrig.build_component(s, "transform", owner="acme/compose") for s in transforms]
+
+    Raises:
+        TorchrigError: a spec of another form, an unknown name (with close matches), or an
+            argument the builder does not take.
+    """
+    if isinstance(spec, str):
+        name, kwargs = spec, {}
+    elif isinstance(spec, Mapping) and isinstance(spec.get("name"), str):
+        kwargs = {k: v for k, v in spec.items() if k != "name"}
+        name = spec["name"]
+    elif callable(spec) and not isinstance(spec, Mapping):
+        return spec
+    else:
+        who = f"{owner}: " if owner else ""
+        raise TorchrigError(f"{who}a {kind} is a name ('plugin/name'), a mapping {{name: ..., key: value}} or a "
+                            f"ready object; got {spec!r:.80}.")
+    if prefix and "/" not in name:
+        name = f"{prefix}/{name}"
+    return get_model(name, **kwargs) if kind == "model" else get_component(kind, name, **kwargs)
+
+
+def snake_case(name: str) -> str:
+    """``"RandomResizedCrop"`` -> ``"random_resized_crop"``, ``"MulticlassAUROC"`` ->
+    ``"multiclass_auroc"``: the key a class is registered under."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 def get_model(name: str, /, **kwargs: Any) -> Any:

@@ -174,8 +174,7 @@ def check_options(owner: str, *, sample_rate: int, channels: int, duration: floa
                                      f"(e.g. 2), got {channels!r}.")
     check_seconds("duration", duration, owner)
     check_seconds("max_duration", max_duration, owner)
-    if on_error not in ("raise", "skip"):
-        raise torchrig.TorchrigError(f"{owner}: on_error must be 'raise' or 'skip', got {on_error!r}.")
+    torchrig.check_on_error(on_error, owner)
 
 
 @plugin.dataset

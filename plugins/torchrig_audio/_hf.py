@@ -18,7 +18,7 @@ import torchaudio
 from torch import nn
 
 import torchrig
-from torchrig._hf import HFClassifier, from_pretrained, transformers
+from torchrig.hf import HFClassifier, from_pretrained, transformers
 
 from ._plugin import plugin
 

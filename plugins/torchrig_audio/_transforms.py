@@ -263,15 +263,7 @@ class Compose(nn.Module):
 @plugin.transform
 def compose(*, transforms: Sequence[Any]) -> nn.Module:
     """Chain transforms given as components: ``[{name: audio/random_gain}, {name: audio/log_mel}]``."""
-    built = []
-    for item in transforms:
-        if isinstance(item, str):
-            built.append(torchrig.get_transform(item))
-        elif isinstance(item, dict) and "name" in item:
-            built.append(torchrig.get_transform(item["name"], **{k: v for k, v in item.items() if k != "name"}))
-        else:
-            raise torchrig.TorchrigError(f"audio/compose: each transform is a name or {{name: ..., ...}}, got {item!r}.")
-    return Compose(built)
+    return Compose([torchrig.build_component(item, "transform", owner="audio/compose") for item in transforms])
 
 
 @plugin.transform

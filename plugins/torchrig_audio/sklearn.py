@@ -98,7 +98,7 @@ class LogMel(TransformerMixin, BaseEstimator):
             as they are: ``features="precomputed"``, ``norm=None`` (already normalised here).
 
         Raises:
-            ValueError: ``X`` is not 2-D, or a clip is empty, multi-channel or non-finite.
+            InputError: (a ValueError) ``X`` is not 2-D, or a clip is empty, multi-channel or non-finite.
             TorchrigError: a file cannot be read (the message names it), or a bad parameter.
         """
         frontend = self._frontend()
@@ -144,19 +144,19 @@ class LogMel(TransformerMixin, BaseEstimator):
 def _clips(X: Any) -> tuple[list[np.ndarray | Path], int | None]:
     """Checked clips (1-D float32 arrays or file paths) and the samples per clip of a 2-D array."""
     if isinstance(X, (str, os.PathLike)):
-        raise ValueError(f"LogMel: X is one path ({str(X)!r}); pass a list of paths, e.g. [{str(X)!r}].")
+        raise torchrig.InputError(f"LogMel: X is one path ({str(X)!r}); pass a list of paths, e.g. [{str(X)!r}].")
     if getattr(X, "ndim", 2) > 2:
-        raise ValueError(f"LogMel: X has shape {X.shape}; it takes mono clips (clips, samples). Mix channels down "
+        raise torchrig.InputError(f"LogMel: X has shape {X.shape}; it takes mono clips (clips, samples). Mix channels down "
                          "first, e.g. X.mean(axis=1) for (clips, channels, samples).")
     if isinstance(X, np.ndarray) and X.ndim == 1 and X.dtype.kind in "biuf":
-        raise ValueError(f"LogMel: X is a 1-D array of {len(X)} numbers. Reshape your data: one waveform as X[None] "
+        raise torchrig.InputError(f"LogMel: X is a 1-D array of {len(X)} numbers. Reshape your data: one waveform as X[None] "
                          "(or [X]), several as a 2-D array (clips, samples) or a list of 1-D waveforms.")
     if not isinstance(X, (list, tuple)) and getattr(X, "ndim", None) != 1:
         # 2-D arrays (or array-likes, sparse): sklearn's checks and messages for shape, NaN, dtype
         X = check_array(X, dtype=np.float32, estimator="LogMel")
         return list(X), X.shape[1]
     if len(X) == 0:
-        raise ValueError("LogMel: X holds no clips; pass at least one waveform or file path.")
+        raise torchrig.InputError("LogMel: X holds no clips; pass at least one waveform or file path.")
     return [_clip(x, f"X[{i}]") for i, x in enumerate(X)], None
 
 
@@ -165,13 +165,13 @@ def _clip(x: Any, where: str) -> np.ndarray | Path:
         return Path(x)
     w = np.asarray(x)
     if w.ndim != 1:
-        raise ValueError(f"LogMel: {where} has shape {w.shape}; each clip must be a 1-D mono waveform or a file path "
+        raise torchrig.InputError(f"LogMel: {where} has shape {w.shape}; each clip must be a 1-D mono waveform or a file path "
                          "(mix channels down first, e.g. x.mean(axis=0); a 2-D X must be (clips, samples)).")
     if w.size == 0:
-        raise ValueError(f"LogMel: {where} is empty (0 samples); leave it out of X.")
+        raise torchrig.InputError(f"LogMel: {where} is empty (0 samples); leave it out of X.")
     if w.dtype.kind not in "biuf":
-        raise ValueError(f"LogMel: {where} has dtype {w.dtype}; a waveform holds real numbers.")
+        raise torchrig.InputError(f"LogMel: {where} has dtype {w.dtype}; a waveform holds real numbers.")
     w = w.astype(np.float32)
     if not np.isfinite(w).all():
-        raise ValueError(f"LogMel: {where} holds NaN or infinite samples; clean or drop it.")
+        raise torchrig.InputError(f"LogMel: {where} holds NaN or infinite samples; clean or drop it.")
     return w

@@ -13,7 +13,6 @@ from typing import Any
 from torch.utils.data import Dataset
 
 import torchrig
-from torchrig._errors import did_you_mean
 
 from ._plugin import plugin
 
@@ -101,8 +100,7 @@ def csv(*, path: str, text_column: str = "text", label_column: str = "label", fo
         fmt = "jsonl"
     if fmt not in ("csv", "tsv", "jsonl"):
         raise torchrig.TorchrigError(f"text/csv: cannot tell the format of {path!r}; pass format: csv, tsv or jsonl.")
-    if on_error not in ("raise", "skip"):
-        raise torchrig.TorchrigError(f"text/csv: on_error must be 'raise' or 'skip', got {on_error!r}.")
+    torchrig.check_on_error(on_error, "text/csv")
     try:
         rows = _read_rows(file, fmt, encoding)
     except LookupError as exc:
@@ -133,6 +131,7 @@ def csv(*, path: str, text_column: str = "text", label_column: str = "label", fo
 def folder(*, root: str, split: str = "train", encoding: str = "utf-8", on_error: str = "raise") -> Dataset | None:
     """One folder per class of ``.txt`` files (``root/<class>/*.txt``), or with ``train``/``val``/
     ``test`` subfolders as the splits. Each file is one sample."""
+    torchrig.check_on_error(on_error, "text/folder")
     found = torchrig.class_folder_files(root, split, (".txt",), component="text/folder")
     if found is None:
         return None  # no such split: the recipe carves it from train
@@ -181,7 +180,7 @@ def fortunes(*, categories: list[str] = list(DEFAULT_CATEGORIES), root: str = FO
         if not file.is_file():
             have = sorted(p.name for p in base.iterdir() if p.is_file() and "." not in p.name)
             raise torchrig.TorchrigError(f"text/fortunes: no category {category!r} in {root}. "
-                                         f"{did_you_mean(category, have)} Available: {', '.join(have)}.")
+                                         f"{torchrig.did_you_mean(category, have)} Available: {', '.join(have)}.")
         for entry in file.read_text(encoding="utf-8", errors="replace").split("\n%\n"):
             entry = entry.strip().strip("%").strip()
             if len(entry) >= min_chars:

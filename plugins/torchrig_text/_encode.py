@@ -20,16 +20,8 @@ from ._vocab import BOS, DEFAULT_SPECIALS, EOS, PAD, UNK, Vocab, build_vocab_fro
 
 
 def _make_tokenizer(spec: Any) -> Any:
-    if isinstance(spec, str):
-        return torchrig.get_transform(spec if "/" in spec else f"text/{spec}")
-    if isinstance(spec, dict):
-        kwargs = {k: v for k, v in spec.items() if k != "name"}
-        name = spec["name"]
-        return torchrig.get_transform(name if "/" in name else f"text/{name}", **kwargs)
-    if callable(spec):  # e.g. torchtext's get_tokenizer("basic_english")
-        return spec
-    raise torchrig.TorchrigError(f"tokenizer must be a name (basic_english, whitespace, char, bpe, wordpiece), "
-                                 f"a {{name: ...}} mapping or a callable; got {spec!r}.")
+    """A tokenizer name, ``{name: bpe, ...}``, or a callable as it is (torchtext's tokenizers)."""
+    return torchrig.build_component(spec, "transform", prefix="text", owner="text/encode: tokenizer")
 
 
 class Encoder:

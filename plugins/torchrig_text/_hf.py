@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import torchrig
-from torchrig._hf import HFClassifier, from_pretrained, transformers
+from torchrig.hf import HFClassifier, from_pretrained, transformers
 
 from ._plugin import plugin
 

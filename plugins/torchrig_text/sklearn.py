@@ -147,16 +147,16 @@ class HFTextEncoder(TransformerMixin, BaseEstimator):
 def _texts(X: Any, where: str) -> list[str]:
     """A list of strings from a list, a 1-D array, a pandas Series, or a one-column 2-D array."""
     if isinstance(X, str):
-        raise torchrig.TorchrigError(f"TextEncoder.{where} takes a list of texts, got a single string; "
+        raise torchrig.InputError(f"TextEncoder.{where} takes a list of texts, got a single string; "
                                      "wrap it: [text].")
     array = np.asarray(X, dtype=object)
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim != 1:
-        raise torchrig.TorchrigError(f"TextEncoder.{where} takes one text per sample (a list or a 1-D array), "
+        raise torchrig.InputError(f"TextEncoder.{where} takes one text per sample (a list or a 1-D array), "
                                      f"got an array of shape {array.shape}.")
     bad = next((i for i, t in enumerate(array) if not isinstance(t, str)), None)
     if bad is not None:
-        raise torchrig.TorchrigError(f"TextEncoder.{where}: sample {bad} is {type(array[bad]).__name__} "
+        raise torchrig.InputError(f"TextEncoder.{where}: sample {bad} is {type(array[bad]).__name__} "
                                      f"{array[bad]!r:.40}, not a string. Convert or drop it first.")
     return array.tolist()

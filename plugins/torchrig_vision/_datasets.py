@@ -123,8 +123,7 @@ def image_folder(*, root: str, split: str = "train", channels: int = 3, on_error
     """
     if channels not in (1, 3):
         raise torchrig.TorchrigError(f"vision/image_folder: channels must be 1 or 3, got {channels!r}.")
-    if on_error not in ("raise", "skip"):
-        raise torchrig.TorchrigError(f"vision/image_folder: on_error must be 'raise' or 'skip', got {on_error!r}.")
+    torchrig.check_on_error(on_error, "vision/image_folder")
     found = torchrig.class_folder_files(root, split, IMAGE_SUFFIXES, component="vision/image_folder")
     if found is None:
         return None  # no such split: the recipe carves it from train

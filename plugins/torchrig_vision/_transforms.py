@@ -4,7 +4,6 @@ name (``vision/resize``, ``vision/color_jitter``, ...), composable with ``vision
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -142,15 +141,7 @@ def eval_preset(*, size: int | Sequence[int] = 224, crop_ratio: float = 0.875,
 @plugin.transform
 def compose(*, transforms: Sequence[Any]) -> v2.Compose:
     """Chain transforms given as components: ``[{name: vision/resize, size: 32}, ...]``."""
-    built = []
-    for item in transforms:
-        name, kwargs = (item, {}) if isinstance(item, str) else (item["name"], {k: v for k, v in item.items() if k != "name"})
-        built.append(torchrig.get_transform(name, **kwargs))
-    return v2.Compose(built)
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+    return v2.Compose([torchrig.build_component(item, "transform", owner="vision/compose") for item in transforms])
 
 
 def _register_v2() -> None:
@@ -160,7 +151,7 @@ def _register_v2() -> None:
         cls = getattr(v2, cls_name)
         if not (isinstance(cls, type) and issubclass(cls, v2.Transform)) or cls is v2.Transform:
             continue
-        key = _snake(cls_name)
+        key = torchrig.snake_case(cls_name)
         if key in taken or cls_name in ("Compose", "Lambda", "RandomApply", "RandomChoice", "RandomOrder"):
             continue
 

@@ -24,10 +24,6 @@ GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L")
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as PIL's convert("L")
 
 
-class _InputError(torchrig.TorchrigError, ValueError):
-    """Bad X: a TorchrigError, and a ValueError as scikit-learn expects."""
-
-
 class ImagePreprocessor(TransformerMixin, BaseEstimator):
     """Images -> float32 ``(N, C, size, size)``, standardised per channel with statistics from fit.
 
@@ -88,7 +84,7 @@ class ImagePreprocessor(TransformerMixin, BaseEstimator):
             self.
 
         Raises:
-            TorchrigError: (also a ValueError) for a bad parameter, shape or unreadable file.
+            InputError: (a TorchrigError and a ValueError) for a bad parameter, shape or unreadable file.
         """
         self._fit(X)
         return self
@@ -109,7 +105,7 @@ class ImagePreprocessor(TransformerMixin, BaseEstimator):
 
         Raises:
             NotFittedError: before fit.
-            TorchrigError: (also a ValueError) for a bad shape, unreadable file, or arrays whose
+            InputError: (a TorchrigError and a ValueError) for a bad shape, unreadable file, or arrays whose
                 channel count differs from fit's (set ``channels`` to convert instead).
         """
         check_is_fitted(self)
@@ -122,11 +118,11 @@ class ImagePreprocessor(TransformerMixin, BaseEstimator):
 
     def _fit(self, X: Any) -> torch.Tensor:
         if not isinstance(self.size, (int, np.integer)) or self.size < 1:
-            raise _InputError(f"ImagePreprocessor: size must be a positive int (pixels), got {self.size!r}.")
+            raise torchrig.InputError(f"ImagePreprocessor: size must be a positive int (pixels), got {self.size!r}.")
         if self.channels not in (None, 1, 3):
-            raise _InputError(f"ImagePreprocessor: channels must be 1, 3 or None, got {self.channels!r}.")
+            raise torchrig.InputError(f"ImagePreprocessor: channels must be 1, 3 or None, got {self.channels!r}.")
         if not (isinstance(self.scale, (int, float)) and self.scale > 0 or self.scale == "auto"):
-            raise _InputError(f"ImagePreprocessor: scale must be 'auto' or a positive number, got {self.scale!r}.")
+            raise torchrig.InputError(f"ImagePreprocessor: scale must be 'auto' or a positive number, got {self.scale!r}.")
         data = _read(X, self.flat_shape)
         files = isinstance(data, list)  # of PIL images
         if files:
@@ -156,7 +152,7 @@ class ImagePreprocessor(TransformerMixin, BaseEstimator):
             arrays = (np.asarray(to_mode(im, self.n_channels_)).reshape(1, im.height, im.width, -1) for im in data)
             return torch.cat([self._pixels(a) for a in arrays])
         if self.channels is None and min(data.shape[-1], 3) != self.n_channels_:
-            raise _InputError(f"ImagePreprocessor was fitted on {self.n_channels_}-channel images but X has "
+            raise torchrig.InputError(f"ImagePreprocessor was fitted on {self.n_channels_}-channel images but X has "
                               f"{data.shape[-1]}. Pass images like the training ones, or set channels=1 or 3 "
                               "to convert every image.")
         x = data.astype(np.float32) / np.float32(255 if data.dtype == np.uint8 else self.scale_)
@@ -177,13 +173,13 @@ class ImagePreprocessor(TransformerMixin, BaseEstimator):
 def _read(X: Any, flat_shape: tuple[int, int] | None) -> np.ndarray | list[Image.Image]:
     """X -> a channels-last ``N x H x W x C`` array, or the decoded images if X holds file paths."""
     if isinstance(X, (str, os.PathLike)):
-        raise _InputError(f"ImagePreprocessor: X is a single path {str(X)!r}; pass a list of paths: [path].")
+        raise torchrig.InputError(f"ImagePreprocessor: X is a single path {str(X)!r}; pass a list of paths: [path].")
     items = X if isinstance(X, (list, tuple)) else np.asarray(X).tolist() if getattr(X, "ndim", 0) == 1 else []
     if items and all(isinstance(p, (str, os.PathLike)) for p in items):
         return [_open(p) for p in items]
     x = check_array(X, allow_nd=True, ensure_2d=False, dtype="numeric", input_name="X")
     if x.ndim == 1:  # sklearn's wording ("Reshape your data"), with the reshapes that fit images
-        raise _InputError(f"ImagePreprocessor: X is 1-D (shape {x.shape}), not images. Reshape your data: "
+        raise torchrig.InputError(f"ImagePreprocessor: X is 1-D (shape {x.shape}), not images. Reshape your data: "
                           "X.reshape(1, -1) if it is one flattened image.")
     if x.ndim == 2:
         side = math.isqrt(x.shape[1])
@@ -194,7 +190,7 @@ def _read(X: Any, flat_shape: tuple[int, int] | None) -> np.ndarray | list[Image
             except ValueError:
                 pass
         wanted = "square images" if flat_shape is None else f"images of flat_shape={flat_shape!r}"
-        raise _InputError(f"ImagePreprocessor: X has rows of {x.shape[1]} values, which are not {wanted}. "
+        raise torchrig.InputError(f"ImagePreprocessor: X has rows of {x.shape[1]} values, which are not {wanted}. "
                           "Pass flat_shape=(H, W) for flattened H x W images, or an N x H x W array.")
     if x.ndim == 3:
         return x[..., None]
@@ -202,7 +198,7 @@ def _read(X: Any, flat_shape: tuple[int, int] | None) -> np.ndarray | list[Image
         return x
     if x.ndim == 4 and x.shape[1] in (1, 3, 4):
         return np.moveaxis(x, 1, -1)
-    raise _InputError(
+    raise torchrig.InputError(
         f"ImagePreprocessor: cannot read X of shape {x.shape} as images. Pass image file paths, N x H x W, "
         "N x H x W x C or N x C x H x W with C in 1, 3, 4, or N x D flattened images.")
 
@@ -213,5 +209,5 @@ def _open(path: str | os.PathLike) -> Image.Image:
             img.load()
             return upright(img)
     except (OSError, ValueError, SyntaxError) as exc:  # UnidentifiedImageError is an OSError
-        raise _InputError(f"ImagePreprocessor: cannot read image {str(path)!r}: {exc}. "
+        raise torchrig.InputError(f"ImagePreprocessor: cannot read image {str(path)!r}: {exc}. "
                           "Delete or replace the file, or leave it out of X.") from exc

@@ -100,7 +100,7 @@ def test_compose_of_components():
     chain = torchrig.get_transform("audio/compose", transforms=[{"name": "audio/log_mel", "n_mels": 16},
                                                                  "audio/normalize"])
     assert chain(WAVE).shape == (1, 16, 51)
-    with pytest.raises(torchrig.TorchrigError, match="each transform is a name"):
+    with pytest.raises(torchrig.TorchrigError, match=r"audio/compose: a transform is a name \(.plugin/name.\), a mapping"):
         torchrig.get_transform("audio/compose", transforms=[3])
 
 

@@ -3,7 +3,8 @@ tokenizer or feature extractor by hub name or local folder, with one clear messa
 there. Hub names go through Transformers' own cache (``HF_HUB_CACHE``); offline (``HF_HUB_OFFLINE=1``
 or ``TORCHRIG_OFFLINE=1``) nothing is fetched.
 
-Plugins build on :func:`from_pretrained` and :class:`HFClassifier`.
+A plugin wrapping another kind of Transformers model builds on :func:`from_pretrained` (the
+messages) and :class:`HFClassifier` (logits out, the head named); ``text/hf`` and ``audio/hf`` do.
 """
 
 from __future__ import annotations
