@@ -139,6 +139,8 @@ def _plugins(args: argparse.Namespace) -> int:
         if s.state == "ok":
             line += f" ({s.components} components)"
         print(line)
+        if s.note:
+            print(f"           note:  {s.note}")
         if s.state == "failed":
             print(f"           error: {s.error}\n           fix:   {s.hint}")
     return 0

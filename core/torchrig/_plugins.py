@@ -1,8 +1,10 @@
 """Plugin discovery through the ``torchrig.plugins`` entry-point group.
 
 Built-in plugins (vision, audio, text) are found exactly like third-party ones. Loading happens
-once, on the first registry lookup (never at import), and each plugin in isolation: one that
-fails to import is recorded with its distribution and error, and the others keep working.
+on the first registry lookup (never at import), and each plugin in isolation: one that fails to
+import is recorded with its distribution and error, and the others keep working. A lookup of
+``text/encode`` imports only the plugin whose entry point is named ``text``; listing, and a name
+whose prefix no entry point has, load them all.
 
 Environment:
     TORCHRIG_PLUGINS: comma-separated plugin names; only these are loaded.
@@ -21,7 +23,7 @@ from typing import Any
 from ._errors import TorchrigError
 from ._registry import REGISTRY, Plugin
 
-__all__ = ["GROUP", "PluginStatus", "load_plugins", "plugin_statuses", "register_plugin"]
+__all__ = ["GROUP", "PluginStatus", "load_plugin", "load_plugins", "plugin_statuses", "register_plugin"]
 
 GROUP = "torchrig.plugins"
 log = logging.getLogger("torchrig")
@@ -39,6 +41,7 @@ class PluginStatus:
     error: str | None = None
     hint: str | None = None
     components: int = 0
+    note: str | None = None  # e.g. a component prefix other than the entry point's name
 
     @property
     def source(self) -> str:
@@ -48,7 +51,9 @@ class PluginStatus:
 
 
 _statuses: list[PluginStatus] = []
-_loaded = False
+_entries: list[tuple[Any, PluginStatus]] = []  # every entry point found, with its status
+_discovered = False
+_loaded = False  # every plugin loaded (``list``, ``plugins``, or a name no plugin's prefix matched)
 
 
 def _entry_points() -> list[Any]:
@@ -61,13 +66,12 @@ def _names(var: str) -> set[str] | None:
     return {n.strip() for n in value.split(",") if n.strip()} if value else None
 
 
-def load_plugins(*, reload: bool = False) -> list[PluginStatus]:
-    """Load every plugin once (idempotent); ``reload=True`` forgets and loads them again."""
-    global _loaded
-    if _loaded and not reload:
-        return _statuses
-    reset()
-    _loaded = True  # set first: a plugin that looks things up while loading must not recurse
+def _discover() -> None:
+    """Find the entry points once (cheap: no plugin is imported) and give each a status."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
     only, disabled = _names("TORCHRIG_PLUGINS"), _names("TORCHRIG_DISABLE_PLUGINS") or set()
     seen: set[tuple[str, str]] = set()
     for ep in sorted(_entry_points(), key=lambda e: (e.name, e.value)):
@@ -80,12 +84,37 @@ def load_plugins(*, reload: bool = False) -> list[PluginStatus]:
             distribution=dist.metadata["Name"] if dist is not None else None,
             version=dist.version if dist is not None else None,
         )
-        _statuses.append(status)
         if (only is not None and ep.name not in only) or ep.name in disabled:
             status.state = "disabled"
-        else:
+        _statuses.append(status)
+        _entries.append((ep, status))
+
+
+def load_plugins(*, reload: bool = False) -> list[PluginStatus]:
+    """Load every plugin once (idempotent); ``reload=True`` forgets and loads them again."""
+    global _loaded
+    if reload:
+        reset()
+    if _loaded:
+        return _statuses
+    _loaded = True  # set first: a plugin that looks things up while loading must not recurse
+    _discover()
+    for ep, status in _entries:
+        if status.state == "not loaded":
             _load_one(ep, status)
     return _statuses
+
+
+def load_plugin(prefix: str) -> bool:
+    """Load only the plugin whose entry point is named ``prefix`` (a lookup of ``text/encode``
+    imports the text plugin alone). Returns False when no entry point has that name, and the
+    caller falls back to :func:`load_plugins`."""
+    _discover()
+    found = [(ep, status) for ep, status in _entries if status.name == prefix]
+    for ep, status in found:
+        if status.state == "not loaded":
+            _load_one(ep, status)
+    return bool(found)
 
 
 def _load_one(ep: Any, status: PluginStatus) -> None:
@@ -105,6 +134,9 @@ def _load_one(ep: Any, status: PluginStatus) -> None:
         return
     status.state = "ok"
     status.components = len(plugin.entries)
+    if plugin.name != ep.name:
+        status.note = (f"registers {plugin.name}/... under the entry point name {ep.name!r}: a lookup of "
+                       f"{plugin.name}/NAME loads every plugin (name the entry point {plugin.name!r} to load it alone)")
     log.debug("torchrig plugin %r loaded from %s", status.name, status.source)
 
 
@@ -120,9 +152,14 @@ def _hint(exc: BaseException, status: PluginStatus) -> str:
             f"`python -c 'import {status.target.split(':')[0]}'` shows the full traceback")
 
 
-def plugin_statuses() -> list[PluginStatus]:
-    """Every known plugin's status, after loading them (``torchrig plugins`` prints this)."""
-    return sorted(load_plugins(), key=lambda s: s.name)
+def plugin_statuses(*, load: bool = True) -> list[PluginStatus]:
+    """Every known plugin's status, after loading them all (``torchrig plugins`` prints this);
+    ``load=False``: as they are now (plugins not needed yet stay ``not loaded``)."""
+    if load:
+        load_plugins()
+    else:
+        _discover()
+    return sorted(_statuses, key=lambda s: s.name)
 
 
 def plugin_failure(name: str) -> str | None:
@@ -148,7 +185,8 @@ def register_plugin(plugin: Plugin, *, source: str = "__main__") -> None:
 
 def reset() -> None:
     """Forget every loaded plugin and component (for tests)."""
-    global _loaded
-    _loaded = False
+    global _loaded, _discovered
+    _loaded = _discovered = False
     _statuses.clear()
+    _entries.clear()
     REGISTRY.clear()

@@ -172,7 +172,17 @@ def _table(kind: str) -> MappingProxyType:
 
 
 def get_entry(kind: str, name: str) -> Entry:
-    """The registered :class:`Entry` for ``name``, or an error listing close matches."""
+    """The registered :class:`Entry` for ``name``, or an error listing close matches.
+
+    Only the plugin named by ``name``'s prefix is loaded for it; if that does not register the
+    name, every plugin is (a plugin may register under another prefix than its entry point's).
+    """
+    from ._plugins import load_plugin
+
+    if "/" in name and load_plugin(name.split("/", 1)[0]):
+        entry = REGISTRY.view(kind).get(name)
+        if entry is not None and name not in REGISTRY.conflicts:
+            return entry
     table = _table(kind)
     if name in REGISTRY.conflicts:
         raise TorchrigError(REGISTRY.conflicts[name])

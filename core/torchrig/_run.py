@@ -370,7 +370,7 @@ def versions() -> dict[str, str]:
     from ._plugins import plugin_statuses
 
     found = {"torchrig": __version__, "torch": torch.__version__, "python": platform.python_version()}
-    for status in plugin_statuses():
+    for status in plugin_statuses(load=False):  # the plugins this run used: no others are imported for it
         if status.state == "ok" and status.distribution and status.distribution != "torchrig":
             found[status.distribution] = status.version or "?"
     return found
@@ -451,12 +451,13 @@ def predict(run_dir: str | Path, inputs: Sequence[str], *, top_k: int = 3) -> li
         One dict per input: ``{"input": ..., "top": [(label, probability), ...]}`` for
         classification, ``{"input": ..., "value": [...]}`` for regression.
     """
-    from ._plugins import load_plugins
+    from ._plugins import load_plugin, load_plugins
 
     run_dir = Path(run_dir)
     recipe, meta = open_run(run_dir)
-    load_plugins()
     plugin = meta["dataset"].split("/", 1)[0]
+    if not load_plugin(plugin):  # its readers; only that plugin is imported (a text run skips torchvision)
+        load_plugins()
     transforms = build_transforms(recipe)
     fit_transforms(transforms, run_dir, None)
     transform = transforms[1]

@@ -159,3 +159,22 @@ def test_register_plugin_at_runtime_and_info(fake_plugins):
 
     _, text = component_info("notebook/mlp")
     assert "num_classes: int = 2" in text and "hidden: tuple = (8, 8)" in text and "An MLP for notebooks." in text
+
+
+def test_a_lookup_loads_only_its_plugin(fake_plugins, capsys):
+    """`good/tiny` imports the plugin named `good` alone; a plugin whose components carry another
+    prefix than its entry point's name is still found (every plugin is then loaded), and
+    `torchrig plugins` says why."""
+    fake_plugins("good", GOOD)
+    fake_plugins("other", GOOD.replace('"good"', '"other"'))
+    fake_plugins("acme-models", GOOD.replace('"good"', '"acme"'), module="fake_acme")
+    assert torchrig.get_model("good/tiny") == ("tiny", 10, 8)
+    states = {s.name: s.state for s in _plugins.plugin_statuses(load=False)}
+    assert states == {"good": "ok", "other": "not loaded", "acme-models": "not loaded"}
+    assert torchrig.get_model("acme/tiny", width=2) == ("tiny", 10, 2)  # no entry point "acme": all load
+    assert {s.name: s.state for s in _plugins.plugin_statuses(load=False)} == dict.fromkeys(states, "ok")
+    from torchrig._cli import main
+
+    assert main(["plugins"]) == 0
+    assert ("note:  registers acme/... under the entry point name 'acme-models': a lookup of acme/NAME loads "
+            "every plugin") in capsys.readouterr().out
