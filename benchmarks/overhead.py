@@ -11,6 +11,29 @@ Run from the repository root::
     python benchmarks/overhead.py                  # print the table, exit 0
     python benchmarks/overhead.py --check          # exit 1 if a case misses its target or parity
     python benchmarks/overhead.py --repeats 30 --device cuda
+    python benchmarks/overhead.py --device cuda --precision 16-mixed --target 1.03 --check
+
+Mixed precision (``--precision bf16-mixed`` or ``16-mixed``): the plain side is then PyTorch's
+own AMP recipe, written by hand: forward and loss under ``torch.autocast(device_type, dtype)``
+(validation too), and for ``16-mixed`` a ``torch.amp.GradScaler`` with
+``scaler.scale(loss).backward()``, ``scaler.step(optimizer)``, ``scaler.update()``. The Trainer
+side gets ``precision=...``. ``16-mixed`` needs CUDA (the Trainer refuses fp16 on the CPU);
+``bf16-mixed`` also runs on the CPU. The plain side builds a new GradScaler each epoch because
+the benchmark calls ``Trainer.fit`` once per epoch and each ``fit`` starts its own GradScaler
+(scale 65536): with one scaler for the whole run, an overflowing step would change the loss
+scale on one side only and the weights would part for that reason alone.
+
+Parity on CUDA: both sides run with deterministic algorithms (``torch.use_deterministic_algorithms``
+with ``warn_only``, ``cudnn.deterministic``, ``CUBLAS_WORKSPACE_CONFIG=:4096:8``), in every
+precision, and parity stays judged. Chosen over reporting parity as informational: without it,
+cuDNN's backward kernels (atomic adds) can make two runs of the *same* hand-written loop differ,
+so a difference would say nothing; with it, the two sides run the same kernels in the same order
+and any difference is something the Trainer computes differently (an extra cast, a different
+step order, a scaler out of step). The cost falls on both sides alike (kernel choice), except
+that torchmetrics swaps ``bincount`` for a few tiny kernels where the Trainer's metrics use it:
+it can only make the Trainer look slower. An op with no deterministic CUDA kernel warns (naming
+the op) instead of failing. The CPU runs as before: single-threaded CPU
+kernels are deterministic already.
 """
 
 from __future__ import annotations
@@ -118,10 +141,51 @@ def plain_epoch(side: Side, device: torch.device) -> tuple[float, float, float]:
     return total / count, val_total / seen, correct / seen
 
 
-def make_trainer(device: torch.device) -> torchrig.Trainer:
+DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+def amp_epoch(side: Side, device: torch.device, dtype: torch.dtype) -> tuple[float, float, float]:
+    """The tutorial loop with PyTorch's AMP recipe: autocast, and a GradScaler for float16.
+
+    Returns:
+        ``(train_loss, val_loss, val_accuracy)``.
+    """
+    model, optimizer, loss_fn = side.model, side.optimizer, side.loss_fn
+    # A new scaler per epoch, as each Trainer.fit call makes one (see the module docstring).
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    model.train()
+    total, count = 0.0, 0
+    for x, y in side.train_loader:
+        x, y = x.to(device), y.to(device)
+        optimizer.zero_grad()
+        with torch.autocast(device.type, dtype=dtype):
+            loss = loss_fn(model(x), y)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        total += loss.item() * len(y)
+        count += len(y)
+    model.eval()
+    val_total, correct, seen = 0.0, 0, 0
+    with torch.no_grad():
+        for x, y in side.val_loader:
+            x, y = x.to(device), y.to(device)
+            with torch.autocast(device.type, dtype=dtype):
+                out = model(x)
+                val_total += loss_fn(out, y).item() * len(y)
+            correct += (out.argmax(1) == y).sum().item()
+            seen += len(y)
+    return total / count, val_total / seen, correct / seen
+
+
+def make_trainer(device: torch.device, precision: str = "32") -> torchrig.Trainer:
     """A default Trainer whose progress bar really renders (to /dev/null), TTY or not."""
-    # precision="32" like the plain loop ("auto" would pick bf16-mixed on a CUDA device).
-    trainer = torchrig.Trainer(max_epochs=1, device=device, precision="32", progress_bar=True)
+    # precision given explicitly, like the plain loop ("auto" would pick bf16-mixed on a CUDA device).
+    trainer = torchrig.Trainer(max_epochs=1, device=device, precision=precision, progress_bar=True)
     bar = next(cb for cb in trainer.callbacks if isinstance(cb, torchrig.ProgressBar))
     bar.bar, bar.file = True, open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
     return trainer
@@ -139,15 +203,25 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def run_case(case: Case, device: torch.device, warmup: int, repeats: int) -> dict[str, Any]:
+def run_case(case: Case, device: torch.device, warmup: int, repeats: int, precision: str = "32",
+             target: float | None = None) -> dict[str, Any]:
     """Time ``warmup + repeats`` alternating epochs per side, then check parity.
+
+    Args:
+        precision: ``"32"`` (the plain loop) or a mixed precision (the AMP loop, :func:`amp_epoch`).
+        target: the ratio to stay under (default: the case's own).
 
     Returns:
         One row of the report.
     """
     data = load_data(case.image)
     plain, rig = Side(case, data, device), Side(case, data, device)
-    trainer = make_trainer(device)
+    trainer = make_trainer(device, precision)
+    target = case.target if target is None else target
+    if precision == "32":
+        plain_side = lambda: plain_epoch(plain, device)  # noqa: E731
+    else:
+        plain_side = lambda: amp_epoch(plain, device, DTYPES[precision])  # noqa: E731
 
     def trainer_epoch() -> None:
         trainer.fit(rig.model, rig.train_loader, rig.loss_fn, rig.optimizer,
@@ -155,7 +229,7 @@ def run_case(case: Case, device: torch.device, warmup: int, repeats: int) -> dic
 
     gc.collect()
     gc.freeze()  # the GC passes between epochs then skip the imported world: short, equal
-    times = [(timed(lambda: plain_epoch(plain, device), device), timed(trainer_epoch, device))
+    times = [(timed(plain_side, device), timed(trainer_epoch, device))
              for _ in range(warmup + repeats)][warmup:]  # alternating: plain, trainer, plain, ...
     gc.unfreeze()
     parity = all(map(torch.equal, plain.model.parameters(), rig.model.parameters()))
@@ -163,8 +237,17 @@ def run_case(case: Case, device: torch.device, warmup: int, repeats: int) -> dic
     steps = len(plain.train_loader)
     return {"case": case.name, "steps": steps, "plain_ms": mp * 1e3, "rig_ms": mt * 1e3,
             "ratio": mt / mp, "pairs": statistics.median(t / p for p, t in times),
-            "us_step": (mt - mp) * 1e6 / steps, "target": case.target, "parity": parity,
-            "ok": parity and mt / mp <= case.target}
+            "us_step": (mt - mp) * 1e6 / steps, "target": target, "parity": parity,
+            "ok": parity and mt / mp <= target}
+
+
+def deterministic_cuda() -> None:
+    """Deterministic kernels for the CUDA comparison (the module docstring says why)."""
+    # cuBLAS reads this when its handle is created: before the first CUDA matmul.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,11 +262,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--cases", default="ab", help="cases to run, e.g. 'a' (default: ab)")
     parser.add_argument("--check", action="store_true", help="exit 1 on a missed target or parity")
+    parser.add_argument("--precision", default="32", choices=("32", *DTYPES),
+                        help="32 (default): the plain loop; bf16-mixed or 16-mixed: the hand-written "
+                             "autocast (+ GradScaler) loop against Trainer(precision=...)")
+    parser.add_argument("--target", type=float, help="ratio to stay under for every case "
+                                                      "(default: each case's own)")
     args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: no CUDA device here (torch.cuda.is_available() is False); "
+                     "use --device cpu")
+    if args.precision == "16-mixed" and device.type != "cuda":
+        parser.error(f"--precision 16-mixed needs a CUDA device (float16 autocast with a GradScaler; the "
+                     f"Trainer refuses it on {device.type}). Use --device cuda, or --precision bf16-mixed.")
     torch.set_num_threads(1)
-    rows = [run_case(CASES[c], torch.device(args.device), args.warmup, args.repeats) for c in args.cases]
+    notes = ""
+    if args.precision != "32":
+        notes += f", precision {args.precision}"
+    if device.type == "cuda":
+        deterministic_cuda()
+        notes += ", deterministic algorithms"
+    rows = [run_case(CASES[c], device, args.warmup, args.repeats, args.precision, args.target)
+            for c in args.cases]
     print(f"torch {torch.__version__}, torchrig {torchrig.__version__}, {args.device}, 1 thread, "
-          f"{args.warmup} warm-up + {args.repeats} timed epochs per side")
+          f"{args.warmup} warm-up + {args.repeats} timed epochs per side{notes}")
     print(f"{'case':<22}{'steps':>6}{'plain ms':>10}{'rig ms':>9}{'ratio':>8}{'pairs':>8}"
           f"{'us/step':>9}{'target':>8}  {'parity':<7}result")
     for r in rows:
