@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("plugins", help="each plugin: distribution, version, loaded or the error")
 
+    p = sub.add_parser("check-plugin", help="run a plugin's components through the plugin protocol")
+    p.add_argument("name", help="the plugin (its entry point's name), e.g. acme")
+
     p = sub.add_parser("train", help="train a recipe into a run dir")
     p.add_argument("recipe", help="a recipe YAML file")
     p.add_argument("--out", help="the run dir (default: runs/<recipe name>)")
@@ -146,6 +149,14 @@ def _plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_plugin(args: argparse.Namespace) -> int:
+    from .testing import inspect_plugin
+
+    report = inspect_plugin(args.name)
+    print(report)
+    return 1 if report.problems else 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from ._recipe import load_recipe
     from ._run import train
@@ -193,4 +204,4 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"list": _list, "info": _info, "plugins": _plugins, "train": _train,
-            "evaluate": _evaluate, "predict": _predict}
+            "evaluate": _evaluate, "predict": _predict, "check-plugin": _check_plugin}

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
 
+from . import protocols
 from ._errors import TorchrigError
 from ._recipe import Recipe, component
 from ._registry import get_component, get_entry
@@ -38,7 +39,7 @@ def targets_of(dataset: Dataset) -> list[Any]:
     if isinstance(dataset, Subset):
         base = targets_of(dataset.dataset)
         return [base[i] for i in dataset.indices]
-    targets = getattr(dataset, "targets", None)
+    targets = protocols.targets(dataset)
     if targets is not None:
         return [int(t) if isinstance(t, torch.Tensor) and t.ndim == 0 else t for t in targets]
     return [_plain(dataset[i][1]) for i in range(len(dataset))]
@@ -48,12 +49,12 @@ def lengths_of(dataset: Dataset, transform: Any = None) -> list[int]:
     """Each sample's length, for length bucketing: the dataset's ``lengths`` if it has them,
     else the transform's ``lengths(inputs)`` over the raw inputs."""
     if isinstance(dataset, Subset):
-        base = getattr(dataset.dataset, "lengths", None)
+        base = protocols.lengths(dataset.dataset)
         if base is not None:
             return [int(base[i]) for i in dataset.indices]
-    elif getattr(dataset, "lengths", None) is not None:
-        return [int(n) for n in dataset.lengths]
-    measure = getattr(transform, "lengths", None)
+    elif protocols.lengths(dataset) is not None:
+        return [int(n) for n in protocols.lengths(dataset)]
+    measure = protocols.lengths(transform)
     if measure is None:
         raise TorchrigError(f"data.bucket_by_length needs each sample's length, but neither the dataset "
                             f"({type(dataset).__name__}) has `lengths` nor the train_transform has "
@@ -173,11 +174,10 @@ def build_splits(recipe: Recipe) -> tuple[dict[str, Dataset], dict[str, Any]]:
         raise recipe.error(("data", "dataset"), f"building {name!r} failed: {exc}") from exc
     if "train" not in splits:
         raise recipe.error(("data", "dataset"), f"{name!r} has no 'train' split.")
-    classes = getattr(splits["train"], "classes", None)
     info = {
-        "classes": list(map(str, classes)) if classes is not None else None,
-        "model_kwargs": dict(getattr(splits["train"], "model_kwargs", {}) or {}),
-        "skipped": {s: len(d.skipped) for s, d in splits.items() if getattr(d, "skipped", None)},
+        "classes": protocols.classes(splits["train"]),
+        "model_kwargs": protocols.model_kwargs(splits["train"]),
+        "skipped": {s: len(protocols.skipped(d)) for s, d in splits.items() if protocols.skipped(d)},
     }
     fractions = {s: float(data["split"].get(s, 0)) for s in ("val", "test")
                  if s not in splits and float(data["split"].get(s, 0)) > 0}
@@ -221,11 +221,11 @@ def make_loader(dataset: Dataset, recipe: Recipe, *, train: bool, device: torch.
 def collate_of(dataset: Dataset) -> Callable | None:
     """A dataset may carry its own ``collate_fn`` (e.g. padding variable-length samples)."""
     while isinstance(dataset, (Subset, TransformedDataset)):
-        found = getattr(dataset, "collate_fn", None)
+        found = protocols.collate_of(dataset)
         if found is not None:
             return found
         dataset = dataset.dataset
-    return getattr(dataset, "collate_fn", None)
+    return protocols.collate_of(dataset)
 
 
 def _visible(name: str) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from . import protocols
 from ._errors import TorchrigError, did_you_mean
 
 __all__ = [
@@ -107,11 +108,14 @@ class Plugin:
         """Register a transform builder -> a callable applied to a sample's inputs."""
         return self.register("transform", fn, name=name)
 
-    def reader(self, *suffixes: str, name: str | None = None) -> Callable[[F], F]:
+    def reader(self, *suffixes: str, collate_fn: Callable | None = None, name: str | None = None
+               ) -> Callable[[F], F]:
         """Register how ``torchrig predict`` reads an input file of these suffixes.
 
         The function takes a path (or, for the suffix ``"-"``, one line of stdin) and returns a
-        sample's inputs as the plugin's datasets do, before the eval transform.
+        sample's inputs as the plugin's datasets do, before the eval transform (see
+        :class:`torchrig.protocols.Reader`). ``collate_fn`` batches what it reads when the run's
+        transform has none (e.g. padding clips with their lengths).
 
         Example::
 
@@ -121,6 +125,8 @@ class Plugin:
 
         def decorator(fn: F) -> F:
             fn.suffixes = tuple(s.lower() for s in suffixes)  # type: ignore[attr-defined]
+            if collate_fn is not None:
+                fn.collate_fn = collate_fn  # type: ignore[attr-defined]
             return self.register("reader", fn, name=name)
 
         return decorator
@@ -346,7 +352,7 @@ def component_info(name: str) -> tuple[Entry, str]:
     lines.append(inspect.getdoc(entry.builder) or "(no docstring)")
     if entry.kind == "model":
         # a builder may describe its head itself (when it depends on a checkpoint); else build and look
-        head = getattr(entry.builder, "torchrig_head", None) or _model_head(entry)
+        head = protocols.declared_head(entry.builder) or _model_head(entry)
         if head:
             head = [head] if isinstance(head, str) else head
             lines += ["", f"Head: {', '.join(head)}  (re-made for another num_classes; trained alone first by "

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from . import _dist
+from . import _dist, protocols
 from ._callbacks import CSVLogger, EarlyStopping, ModelCheckpoint
 from ._checkpoint import atomic_write, load_weights
 from torch.utils.data import Dataset, default_collate
@@ -69,7 +69,7 @@ def share_model_settings(recipe: Recipe) -> None:
         if data.get(key) is None:
             continue
         t_name, t_kwargs = component(data[key])
-        for k in getattr(get_entry("transform", t_name).builder, "from_model", ()):
+        for k in protocols.from_model(get_entry("transform", t_name).builder):
             if t_kwargs.get(k) is None and model_kwargs.get(k) is not None:
                 t_kwargs[k] = model_kwargs[k]
         data[key] = {"name": t_name, **t_kwargs}
@@ -171,7 +171,7 @@ def fit_transforms(transforms: tuple[Any, Any], run_dir: Path, train_data: Datas
     saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     fitted, changed, implied = {}, False, {}
     for key, transform in zip(("train_transform", "eval_transform"), transforms):
-        if transform is None or not hasattr(transform, "fit") or any(transform is t for t in fitted.values()):
+        if not protocols.is_fitted(transform) or any(transform is t for t in fitted.values()):
             continue
         if key in saved:
             transform.load_state_dict(saved[key])
@@ -182,7 +182,7 @@ def fit_transforms(transforms: tuple[Any, Any], run_dir: Path, train_data: Datas
             raise TorchrigError(f"{str(run_dir)!r} lacks the fitted state of its {key} ({FITTED}); "
                                 "the run did not finish its set-up. Train it again.")
         fitted[key] = transform
-        implied.update(getattr(transform, "model_kwargs", None) or {})
+        implied.update(protocols.model_kwargs(transform))
     if changed and _dist.rank() == 0:  # under DDP every rank fits the same state; rank 0 writes it
         atomic_write(path, json.dumps(saved).encode("utf-8"))
     return implied
@@ -206,8 +206,8 @@ class _Built:
             fit_transforms((self.train_transform, self.eval_transform), run_dir, train_raw))
         self.context: dict[str, Any] = {}  # what fitted transforms tell the model off the record (a vocabulary)
         for transform in (self.train_transform, self.eval_transform):
-            if hasattr(transform, "fit"):
-                self.context.update(getattr(transform, "model_context", None) or {})
+            if protocols.is_fitted(transform):
+                self.context.update(protocols.model_context(transform))
         self.collate = collate_of(train_raw)
         self.device = resolve_device(recipe["trainer"]["device"])
 
@@ -220,14 +220,14 @@ class _Built:
             dataset, collate = TransformedDataset(self.splits[split], None), transform.collate_fn
         else:
             dataset = TransformedDataset(self.splits[split], transform)
-            collate = self.collate or getattr(transform, "collate_fn", None)
+            collate = self.collate or protocols.collate_of(transform)
         return make_loader(dataset, self.recipe, train=train, device=self.device, generator=generator,
                            collate_fn=collate, lengths=lengths)
 
 
 def _batched(transform: Any) -> bool:
     """A transform that says ``batched = True`` works on whole batches in its ``collate_fn``."""
-    return bool(getattr(transform, "batched", False)) and callable(getattr(transform, "collate_fn", None))
+    return protocols.is_batched(transform)
 
 
 # ---------------------------------------------------------------- train
@@ -288,7 +288,7 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
 
         name, model_kwargs = component(recipe["model"])
         model, report = build_model_with_weights(name, model_kwargs, source=weights, context=built.context)
-        init_report = getattr(model, "torchrig_init_report", None)  # e.g. word vectors' coverage
+        init_report = protocols.init_report(model)  # e.g. word vectors' coverage
         if zero:
             for line in (report, init_report and init_report.get("message")):
                 if line:
@@ -426,7 +426,7 @@ def evaluate(run_dir: str | Path, *, split: str = "test") -> dict[str, float]:
 
 def _read(reader: Any, item: str, dataset: dict[str, Any]) -> Any:
     """Call a plugin's reader; readers that take ``dataset`` get the run's dataset component."""
-    if "dataset" in inspect.signature(reader).parameters:
+    if protocols.reader_takes_dataset(reader):
         return reader(item, dataset=dataset)
     return reader(item)
 
@@ -435,9 +435,9 @@ def _reader_for(plugin: str, item: str) -> Any:
     readers = [e for e in REGISTRY.view("reader").values() if e.plugin == plugin]
     suffix = "-" if item == "-" else Path(item).suffix.lower()
     for entry in readers:
-        if suffix in getattr(entry.builder, "suffixes", ()):
+        if suffix in protocols.reader_suffixes(entry.builder):
             return entry.builder
-    known = sorted({s for e in readers for s in getattr(e.builder, "suffixes", ())})
+    known = sorted({s for e in readers for s in protocols.reader_suffixes(e.builder)})
     if not readers:
         raise TorchrigError(f"The plugin {plugin!r} registers no input reader, so `torchrig predict` "
                             "cannot read files for this run.")
@@ -469,7 +469,7 @@ def predict(run_dir: str | Path, inputs: Sequence[str], *, top_k: int = 3) -> li
     samples: list[tuple[str, Any, Any]] = []
     for item in inputs:
         reader = _reader_for(plugin, item)
-        collate = getattr(transform, "collate_fn", None) or getattr(reader, "collate_fn", None) or default_collate
+        collate = protocols.collate_of(transform) or protocols.reader_collate(reader) or default_collate
         if item == "-":
             samples += [(line, _read(reader, line, dataset), collate)
                         for line in sys.stdin.read().splitlines() if line.strip()]

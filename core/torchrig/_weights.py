@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from . import protocols
 from ._errors import TorchrigError
 
 __all__ = ["NamedWeights", "WeightsReport", "head_of", "load_pretrained", "resolve_weights", "offline"]
@@ -153,7 +154,7 @@ def resolve_weights(weights: Any, model_name: str, builder: Any, model_kwargs: M
         return _run_source(path, model_name)
     if path.is_file():
         return Source("file", path.name, path, lambda: read_state_dict(path))
-    named = getattr(builder, "named_weights", None)
+    named = protocols.named_weights(builder)
     looks_like_path = os.sep in weights or "/" in weights or weights.lower().endswith(FILE_SUFFIXES)
     if looks_like_path or named is None:
         if looks_like_path:
@@ -266,7 +267,7 @@ def head_of(model: nn.Module) -> list[str]:
 
 def _declared_head(model: nn.Module) -> list[str]:
     for name, module in model.named_modules():
-        head = getattr(module, "torchrig_head", None)
+        head = protocols.declared_head(module)
         if head:
             heads = (head,) if isinstance(head, str) else tuple(head)
             return [f"{name}.{h}" if name else h for h in heads]

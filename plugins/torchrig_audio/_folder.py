@@ -214,7 +214,7 @@ def folder(*, root: str, split: str = "train", sample_rate: int = 16000, channel
                        max_duration=max_duration, on_error=on_error, preload=preload)
 
 
-@plugin.reader(*SUFFIXES)
+@plugin.reader(*SUFFIXES, collate_fn=pad_collate)  # predict batches one clip as training did
 def clip(path: str, *, dataset: dict[str, Any] | None = None) -> torch.Tensor:
     """A sound file, decoded as the run's dataset decoded its clips (sample rate, channels,
     duration): a ``(channels, samples)`` float32 waveform."""
@@ -226,5 +226,3 @@ def clip(path: str, *, dataset: dict[str, Any] | None = None) -> torch.Tensor:
     except Unreadable as exc:
         raise torchrig.TorchrigError(f"Cannot use audio file {path!r}: {exc}.") from exc
 
-
-clip.collate_fn = pad_collate  # type: ignore[attr-defined]  # predict batches one clip as training did

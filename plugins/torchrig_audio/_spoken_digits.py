@@ -14,7 +14,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -189,14 +191,53 @@ def build_spoken_digits(*, root: str | Path | None = None, seed: int = 0, clips_
     final = base / key
     if (final / "manifest.json").is_file():
         return final
+    with ExitStack() as stack:
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            # one build at a time (pytest-xdist workers, DDP ranks); the others wait, then reuse it
+            stack.enter_context(_build_lock(base / f".{key}.lock"))
+        except OSError as exc:
+            raise _unwritable(base, exc) from exc
+        if (final / "manifest.json").is_file():  # built by the process that held the lock before us
+            return final
+        return _build(exe, base, final, key, settings, accents, variants, seed, clips_per_voice, val_voices,
+                      test_voices, max_voices, threads)
+
+
+def _unwritable(base: Path, exc: OSError) -> torchrig.TorchrigError:
+    return torchrig.TorchrigError(
+        f"audio/spoken_digits: cannot create the cache folder {str(base)!r} ({exc.strerror or exc}). Point "
+        "data.dataset.root, or the TORCHRIG_CACHE environment variable, at a writable folder.")
+
+
+@contextmanager
+def _build_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (POSIX ``flock``; elsewhere none: the atomic rename below
+    still keeps concurrent builds from clashing, at the cost of building twice)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            # Gone before it is released: a process still waiting on it goes on to find the build
+            # done (or builds itself); one arriving later sees the finished folder first.
+            path.unlink(missing_ok=True)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(exe: str, base: Path, final: Path, key: str, settings: dict[str, Any], accents: Any, variants: Any,
+           seed: int, clips_per_voice: int, val_voices: int, test_voices: int, max_voices: int | None,
+           threads: int) -> Path:
     takes = _plan(seed, accents, variants, clips_per_voice, val_voices, test_voices, max_voices)
     try:
-        base.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=base))
     except OSError as exc:
-        raise torchrig.TorchrigError(
-            f"audio/spoken_digits: cannot create the cache folder {str(base)!r} ({exc.strerror or exc}). Point "
-            "data.dataset.root, or the TORCHRIG_CACHE environment variable, at a writable folder.") from exc
+        raise _unwritable(base, exc) from exc
     started = time.time()
     voices = len({take["voice"] for take in takes})
     print(f"torchrig: audio/spoken_digits: synthesizing {len(takes) * len(WORDS)} clips ({voices} voices) with "

@@ -104,14 +104,12 @@ class Encoder:
         self._check_fitted()
         state: dict[str, Any] = {"vocab": self.vocab.state_dict()}
         if isinstance(self.tokenizer, TrainedTokenizer):
-            state["subword_model"] = self.tokenizer.tokenizer.to_str()
+            state.update(self.tokenizer.state_dict())  # {"subword_model": ...}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "subword_model" in state:
-            from tokenizers import Tokenizer
-
-            self.tokenizer.tokenizer = Tokenizer.from_str(state["subword_model"])
+            self.tokenizer.load_state_dict(state)
         self._set_vocab(Vocab.from_state_dict(state["vocab"]))
 
     def _check_fitted(self) -> None:

@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import torchrig
+
 from ._plugin import plugin
 from ._vocab import DEFAULT_SPECIALS
 
@@ -100,6 +102,17 @@ class TrainedTokenizer:
         tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Digits()])
         tok.train_from_iterator(texts, trainer=trainer)
         self.tokenizer = tok
+
+    def state_dict(self) -> dict[str, Any]:
+        """The trained subword model as JSON (what a run dir keeps in fitted.json)."""
+        if self.tokenizer is None:
+            raise torchrig.TorchrigError(f"text/{self.kind} is not fitted: call fit(train_texts) first.")
+        return {"subword_model": self.tokenizer.to_str()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_str(state["subword_model"])
 
     def __call__(self, text: str) -> list[str]:
         return self.tokenize(text)

@@ -178,3 +178,60 @@ def test_a_lookup_loads_only_its_plugin(fake_plugins, capsys):
     assert main(["plugins"]) == 0
     assert ("note:  registers acme/... under the entry point name 'acme-models': a lookup of acme/NAME loads "
             "every plugin") in capsys.readouterr().out
+
+
+BROKEN = """
+import torch
+import torchrig
+plugin = torchrig.Plugin("broken")
+
+class Flat(torch.utils.data.Dataset):
+    classes = ["a", "b"]
+    def __len__(self): return 4
+    def __getitem__(self, i): return torch.zeros(3)          # no target
+
+class Fits:
+    def fit(self, inputs): pass                                # no state_dict: a run dir could not reload it
+    def __call__(self, x): return x
+
+@plugin.dataset
+def flat(): return Flat()
+
+class Pairs(torch.utils.data.Dataset):
+    classes = ["a", "b"]
+    def __len__(self): return 2
+    def __getitem__(self, i): return torch.full((3,), float(i)), i
+
+@plugin.dataset
+def pairs(): return Pairs()
+
+@plugin.transform
+def fits(): return Fits()
+
+@plugin.model
+def three(*, num_classes: int = 2): return torch.nn.Linear(3, 3)   # ignores num_classes
+
+@plugin.reader("csv")
+def row(path): return torch.zeros(3)
+"""
+
+
+def test_check_plugin_names_what_breaks_the_protocol(fake_plugins, capsys):
+    from torchrig._cli import main
+    from torchrig.testing import check_plugin, inspect_plugin
+
+    fake_plugins("broken", BROKEN)
+    report = inspect_plugin("broken")
+    assert ("ok", "broken/pairs", "2 samples, 2 classes") in report.lines
+    assert report.problems == [
+        "broken/flat: a sample is Tensor, not an (inputs, target) pair",
+        "broken/fits: has fit() but no state_dict / load_state_dict: a run dir could not reload it",
+        "broken/three: returned shape (2, 3) for a batch; expected (batch, 2) for 2 classes",
+        "broken/row: register it with @plugin.reader('.ext', ...): suffixes ['csv'] do not start with '.'",
+    ]
+    with pytest.raises(AssertionError, match="plugin 'broken': 4 problem"):
+        check_plugin("broken")
+    assert main(["check-plugin", "broken"]) == 1
+    assert "FAIL  broken/three" in capsys.readouterr().out
+    assert main(["check-plugin", "nothing"]) == 1
+    assert "nothing" in capsys.readouterr().out

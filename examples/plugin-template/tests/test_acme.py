@@ -16,3 +16,12 @@ def test_model_and_dataset_build():
     model = torchrig.get_model("acme/wide_mlp", num_classes=3, width=16)
     assert model(x[None]).shape == (1, 3) and 0 <= int(y) < 3
     assert torch.isclose(torchrig.get_transform("acme/standardize")(x).norm(), torch.tensor(1.0))
+
+
+def test_follows_the_plugin_protocol():
+    """Every component builds, the dataset batches, the model runs a batch of it, the reader has
+    suffixes (torchrig check-plugin acme prints the same report)."""
+    from torchrig.testing import check_plugin
+
+    report = check_plugin("acme")
+    assert ("ok", "acme/wide_mlp", "one batch -> (2, 3); head 2") in report.lines

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,3 +90,21 @@ def test_small_build_is_deterministic_cached_and_split_by_voice(tmp_path, monkey
 
     monkeypatch.setenv("PATH", str(tmp_path))  # espeak-ng gone: the built data set still serves
     assert sd.build_spoken_digits(root=tmp_path / "a", **SMALL) == first
+
+
+@needs_espeak
+def test_concurrent_builds_synthesize_once(tmp_path):
+    """Two processes (pytest-xdist workers, DDP ranks) asking at once: one builds, the other waits
+    for it and reuses the folder."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torchrig_audio._spoken_digits as sd; "
+            f"print(sd.build_spoken_digits(root=sys.argv[1], **{SMALL!r}))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), results
+    assert len({out.strip() for out, _ in results}) == 1  # the same folder
+    assert sum(err.count("synthesizing") for _, err in results) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [Path(results[0][0].strip()).name]  # no lock or temp left

@@ -1,0 +1,234 @@
+"""The plugin protocol: everything core reads from a plugin's objects, in one place.
+
+A plugin registers builders (``@plugin.model``, ``.dataset``, ``.transform``, ``.reader``); what
+they return is plain PyTorch (an ``nn.Module``, a ``Dataset``, a callable). Beyond that, core
+reads a few optional attributes, all listed here as :class:`typing.Protocol` classes, and reads
+them only through the functions below. Nothing else is looked up by name.
+
+Check a plugin against it with ``torchrig check-plugin NAME``, or in its own tests::
+
+    from torchrig.testing import check_plugin
+
+    def test_protocol():
+        check_plugin("acme")        # builds every component it can, runs a batch, lists what is wrong
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = [
+    "Dataset", "FittedTransform", "BatchedTransform", "Reader", "Model", "ModelBuilder", "TransformBuilder",
+    "NamedWeights", "classes", "collate_of", "declared_head", "from_model", "init_report", "is_batched",
+    "is_fitted", "lengths", "model_context", "model_kwargs", "named_weights", "reader_collate", "reader_suffixes",
+    "reader_takes_dataset", "skipped", "targets",
+]
+
+
+# ---------------------------------------------------------------- datasets
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """What a dataset builder returns: a map-style dataset of ``(inputs, target)`` samples.
+
+    Optional attributes core reads (leave out what does not apply):
+
+    Attributes:
+        classes: label names in target order (``["cat", "dog"]``); recipes size the head from
+            them, and ``predict`` prints them.
+        targets: every sample's target, for stratified splits without reading the inputs.
+        model_kwargs: builder arguments the data settles (``{"in_channels": 1}``,
+            ``{"sample_rate": 16000}``), filled in when the recipe leaves them out.
+        lengths: one size per sample, for ``data.bucket_by_length``.
+        collate_fn: how to batch samples (e.g. padding with lengths).
+        skipped: samples left out with ``on_error: skip`` (counted in summary.json).
+
+    A builder that takes ``split`` is asked for ``train``, ``val`` and ``test``, and returns
+    ``None`` for a split its data lacks (the recipe then carves it from ``train``).
+    """
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]: ...
+
+
+def classes(dataset: Any) -> list[str] | None:
+    found = getattr(dataset, "classes", None)
+    return list(map(str, found)) if found is not None else None
+
+
+def targets(dataset: Any) -> Sequence[Any] | None:
+    return getattr(dataset, "targets", None)
+
+
+def model_kwargs(obj: Any) -> dict[str, Any]:
+    """A dataset's or a fitted transform's ``model_kwargs`` (recorded in the resolved recipe)."""
+    return dict(getattr(obj, "model_kwargs", None) or {})
+
+
+def lengths(obj: Any) -> Any:
+    """A dataset's ``lengths`` (a sequence), or a transform's ``lengths`` (a callable on inputs)."""
+    return getattr(obj, "lengths", None)
+
+
+def collate_of(obj: Any) -> Callable | None:
+    """A dataset's, transform's or reader's ``collate_fn``."""
+    found = getattr(obj, "collate_fn", None)
+    return found if callable(found) else None
+
+
+def skipped(dataset: Any) -> list[Any]:
+    return list(getattr(dataset, "skipped", None) or [])
+
+
+# ---------------------------------------------------------------- transforms
+
+
+@runtime_checkable
+class FittedTransform(Protocol):
+    """A transform that learns from the training split (a vocabulary, a tokenizer).
+
+    Recipes call ``fit(inputs)`` once on the training split's inputs, save ``state_dict()`` (JSON)
+    in the run dir's ``fitted.json`` and ``load_state_dict`` it for resume, evaluate and predict.
+
+    Optional attributes:
+        model_kwargs: what the model must know, recorded in the resolved recipe
+            (``{"vocab_size": 8000, "pad_id": 0}``).
+        model_context: what a model may take but a recipe never records (``{"vocab": [...]}``),
+            passed to builders that have a parameter of that name.
+    """
+
+    def fit(self, inputs: Iterable[Any]) -> Any: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class BatchedTransform(Protocol):
+    """A transform applied to whole batches of raw inputs in the loader's ``collate_fn``
+    (``batched = True``), e.g. a tokenizer that pads each batch to its longest text.
+
+    Attributes:
+        batched: True.
+        lengths: (optional) ``lengths(inputs) -> list[int]``, a size per raw input for bucketing.
+    """
+
+    batched: bool
+
+    def collate_fn(self, batch: Sequence[tuple[Any, Any]]) -> tuple[Any, Any]: ...
+
+
+def is_fitted(transform: Any) -> bool:
+    """Does the transform learn from data (:class:`FittedTransform`)?"""
+    return transform is not None and callable(getattr(transform, "fit", None))
+
+
+def is_batched(transform: Any) -> bool:
+    """Is the transform applied per batch in its ``collate_fn`` (:class:`BatchedTransform`)?"""
+    return bool(getattr(transform, "batched", False)) and collate_of(transform) is not None
+
+
+def model_context(transform: Any) -> dict[str, Any]:
+    return dict(getattr(transform, "model_context", None) or {})
+
+
+@runtime_checkable
+class TransformBuilder(Protocol):
+    """A transform builder; ``from_model`` (optional) names arguments a recipe fills in from the
+    model's arguments of the same name (a tokenizer's ``checkpoint``)."""
+
+    def __call__(self, **kwargs: Any) -> Any: ...
+
+
+def from_model(builder: Any) -> tuple[str, ...]:
+    return tuple(getattr(builder, "from_model", ()) or ())
+
+
+# ---------------------------------------------------------------- readers
+
+
+@runtime_checkable
+class Reader(Protocol):
+    """``@plugin.reader(".png", ".jpg", collate_fn=None)``: how ``torchrig predict`` reads an input
+    file (or, for the suffix ``"-"``, a line of stdin) into a sample's inputs, as the datasets
+    give them. It may take ``dataset=`` (the run's dataset component) to read as that dataset
+    does (its sample rate, say)."""
+
+    suffixes: tuple[str, ...]
+
+    def __call__(self, source: str) -> Any: ...
+
+
+def reader_suffixes(reader: Any) -> tuple[str, ...]:
+    return tuple(getattr(reader, "suffixes", ()) or ())
+
+
+def reader_collate(reader: Any) -> Callable | None:
+    return collate_of(reader)
+
+
+def reader_takes_dataset(reader: Any) -> bool:
+    return "dataset" in inspect.signature(reader).parameters
+
+
+# ---------------------------------------------------------------- models
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What a model builder returns: an ``nn.Module`` whose forward takes the batch's inputs
+    (``model(x)``, ``model(*x)`` for a tuple, ``model(**x)`` for a dict) and returns the output
+    tensor, or an object with ``logits``.
+
+    Optional attributes:
+        torchrig_head: the module names of the classifier head (``"fc"``, or several), which a
+            new ``num_classes`` replaces and fine-tuning trains first. Without it, the last
+            ``nn.Linear`` is the head.
+        torchrig_init_report: a dict with a ``message`` on how it was initialised (word
+            vectors' coverage), printed and kept in summary.json.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+@runtime_checkable
+class ModelBuilder(Protocol):
+    """A model builder: keyword-only arguments. Recipes fill in ``num_classes`` (from the
+    classes), and any argument named in a dataset's or fitted transform's ``model_kwargs``, when
+    the recipe leaves it out.
+
+    Optional attributes:
+        named_weights: ``named_weights(name, model_kwargs=...) -> NamedWeights`` for
+            ``weights: DEFAULT`` and a library's other weight names.
+        torchrig_head: a description of the head, for ``torchrig info``, when it depends on the
+            arguments (a checkpoint's classifier).
+    """
+
+    def __call__(self, **kwargs: Any) -> Any: ...
+
+
+class NamedWeights(Protocol):
+    """What ``named_weights`` returns: see :class:`torchrig._weights.NamedWeights`."""
+
+    label: str
+    url: str
+    transform_kwargs: Mapping[str, Mapping[str, Any]]
+
+    def load(self) -> dict[str, Any]: ...
+
+
+def declared_head(model: Any) -> Any:
+    return getattr(model, "torchrig_head", None)
+
+
+def init_report(model: Any) -> dict[str, Any] | None:
+    return getattr(model, "torchrig_init_report", None)
+
+
+def named_weights(builder: Any) -> Callable | None:
+    return getattr(builder, "named_weights", None)
