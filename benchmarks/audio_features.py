@@ -33,7 +33,6 @@ import torchrig
 from torchrig._data import TransformedDataset
 from torchrig._device import resolve_device
 from torchrig._recipe import load_recipe
-from torchrig._run import _Built, _inject_sizes, build_loss, build_model, build_optimizer, build_scheduler
 from torchrig_audio._features import LogMel
 from torchrig_audio._io import pad_collate
 
@@ -64,18 +63,12 @@ def epoch_seconds(recipe_overrides: list[str], run_dir: Path) -> float:
     """One epoch (train + validation) of the recipe, from loaders to the last validation batch."""
     recipe = load_recipe(RECIPE, recipe_overrides)
     generator = torchrig.seed_everything(int(recipe["seed"]))
-    built = _Built(recipe, run_dir)  # datasets are cached and preloaded: not part of the epoch
-    _inject_sizes(recipe, built.info)
-    train_loader = built.loader("train", train=True, generator=generator)
-    val_loader = built.loader("val")
-    model = build_model(recipe)
-    optimizer = build_optimizer(recipe, model)
-    scheduler, interval = build_scheduler(recipe, optimizer, len(train_loader))
+    parts = torchrig.build(recipe, generator=generator)  # datasets are cached and preloaded: not part of the epoch
     trainer = torchrig.Trainer(max_epochs=1, device=recipe["trainer"]["device"], precision=recipe["trainer"]["precision"],
-                               scheduler_interval=interval, progress_bar=False)
+                               scheduler_interval=parts.scheduler_interval, progress_bar=False)
     start = time.perf_counter()
-    trainer.fit(model, train_loader, build_loss(recipe), optimizer, val_loader=val_loader, scheduler=scheduler,
-                metrics=recipe["metrics"])
+    trainer.fit(parts.model, parts.loaders["train"], parts.loss, parts.optimizer, val_loader=parts.loaders["val"],
+                scheduler=parts.scheduler, metrics=recipe["metrics"])
     return time.perf_counter() - start
 
 

@@ -20,6 +20,7 @@ from ._errors import InputError, TorchrigError, check_on_error, did_you_mean
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._build import Parts, build
     from ._callbacks import (
         Callback,
         CSVLogger,
@@ -79,6 +80,8 @@ __all__ = [
     "plugin_statuses",
     "Recipe",
     "load_recipe",
+    "build",
+    "Parts",
     "seed_everything",
     "seed_worker",
     "save_weights",
@@ -105,6 +108,8 @@ _LAZY = {
     "get_model": "._registry",
     "get_dataset": "._registry",
     "get_transform": "._registry",
+    "build": "._build",
+    "Parts": "._build",
     "build_component": "._registry",
     "snake_case": "._registry",
     "list_models": "._registry",

@@ -35,8 +35,8 @@ def check_on_error(on_error: str, owner: str) -> bool:
         TorchrigError: anything but ``"raise"`` or ``"skip"``.
     """
     if on_error not in ON_ERROR:
-        raise TorchrigError(f"{owner}: on_error must be 'raise' (stop at the first bad sample, naming it) or 'skip' "
-                            f"(leave bad samples out and count them), got {on_error!r}.")
+        raise TorchrigError(f"{owner}: on_error must be 'raise' or 'skip', got {on_error!r} ('raise' stops at the "
+                            "first bad sample and names it; 'skip' leaves bad samples out and counts them).")
     return on_error == "skip"
 
 

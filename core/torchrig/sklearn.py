@@ -309,6 +309,7 @@ class _RigMixin:
         Returns:
             The estimator, ready to ``predict`` on inputs shaped as the run's model takes them.
         """
+        from ._build import WEIGHTS, own_weights_kwargs
         from ._recipe import component
         from ._run import open_run
 
@@ -318,9 +319,10 @@ class _RigMixin:
             other = "RigRegressor" if task == "classification" else "RigClassifier"
             raise TorchrigError(f"{str(run_dir)!r} holds a {recipe['task']} run; load it with {other}.from_run.")
         name, model_kwargs = component(recipe["model"])
+        model_kwargs = own_weights_kwargs(model_kwargs)  # the run's weights come next: no source file needed
         est = cls(module=name, **{f"module__{k}": v for k, v in model_kwargs.items()}, **kwargs)
         est.initialize()
-        est.module_.load_state_dict(load_weights(Path(run_dir) / "weights.safetensors", device="cpu"))
+        est.module_.load_state_dict(load_weights(Path(run_dir) / WEIGHTS, device="cpu"))
         est.module_.to(est.device)
         if task == "classification":
             classes = meta.get("classes")
@@ -345,6 +347,7 @@ class _RigMixin:
 
         import yaml
 
+        from ._build import META, RECIPE, WEIGHTS
         from ._data import build_splits
         from ._recipe import component, load_recipe
 
@@ -363,8 +366,8 @@ class _RigMixin:
                   "trainer": {"device": "auto"}}
         text = yaml.safe_dump(recipe, sort_keys=False)
         with tempfile.TemporaryDirectory() as tmp:  # check what the CLI will read before writing anything
-            (Path(tmp) / "recipe.yaml").write_text(text)
-            loaded = load_recipe(Path(tmp) / "recipe.yaml")
+            (Path(tmp) / RECIPE).write_text(text)
+            loaded = load_recipe(Path(tmp) / RECIPE)
         classes = None
         if task == "classification":
             classes = [c.item() if isinstance(c, np.generic) else c for c in self.classes_]
@@ -375,10 +378,10 @@ class _RigMixin:
                                     f"{list(dataset_classes)[:10]}, so the CLI would score output i as the wrong "
                                     "class. Fit with RigClassifier(..., classes=<the dataset's classes>).")
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(run_dir / "recipe.yaml", text.encode())
+        atomic_write(run_dir / RECIPE, text.encode())
         meta = {"task": task, "classes": classes, "dataset": component(loaded["data"]["dataset"])[0]}
-        atomic_write(run_dir / "meta.json", json.dumps(meta, indent=2).encode())
-        save_weights(run_dir / "weights.safetensors", self.module_.state_dict())
+        atomic_write(run_dir / META, json.dumps(meta, indent=2).encode())
+        save_weights(run_dir / WEIGHTS, self.module_.state_dict())
         return run_dir
 
 

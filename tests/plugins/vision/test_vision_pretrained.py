@@ -112,7 +112,7 @@ def test_eval_preset_follows_named_weights_by_default(torch_home, tmp_path):
     from PIL import Image
 
     from torchrig._recipe import load_recipe
-    from torchrig._run import build_transforms, prepare_weights
+    from torchrig._build import build_transforms, prepare_weights
 
     recipe_file = tmp_path / "r.yaml"
     recipe_file.write_text("data: {dataset: {name: vision/fake}, eval_transform: vision/eval_preset}\n"
