@@ -6,7 +6,9 @@ import csv
 import json
 
 import pytest
+import torch
 
+import torchrig
 from torchrig._cli import main
 
 RECIPE = """\
@@ -142,3 +144,19 @@ def test_bucket_by_length_needs_lengths(recipe_file, tmp_path, capsys):
     assert main(["train", str(recipe_file), "--out", str(tmp_path / "run"), "--quiet",
                  "--set", "data.bucket_by_length=true"]) == 2
     assert "data.bucket_by_length needs each sample's length" in capsys.readouterr().err
+
+
+def test_build_gives_a_recipes_parts(recipe_file, tmp_path):
+    """torchrig.build: the parts `train` uses, trainable by hand; data=False builds what predict needs."""
+    recipe = torchrig.load_recipe(recipe_file)
+    parts = torchrig.build(recipe)
+    assert set(parts.splits) == {"train", "val", "test"} and parts.classes == [str(i) for i in range(10)]
+    assert recipe["model"]["num_classes"] == 10  # what the data implies is written into the recipe
+    assert set(parts.loaders) == {"train", "val"} and parts.callbacks == []  # no run dir: nothing written
+    history = torchrig.Trainer(max_epochs=3, progress_bar=False).fit(
+        parts.model, parts.loaders["train"], parts.loss, parts.optimizer, val_loader=parts.loaders["val"],
+        scheduler=parts.scheduler, metrics=["accuracy"])
+    assert history[-1]["val_accuracy"] > 0.8
+    bare = torchrig.build(torchrig.load_recipe(recipe_file), data=False)
+    assert bare.splits == {} and bare.loaders == {} and isinstance(bare.model, torch.nn.Module)
+    assert not list(tmp_path.glob("runs/*"))
