@@ -123,3 +123,20 @@ def distributed_loader(loader: Any, *, train: bool) -> Any:
         persistent_workers=loader.persistent_workers if loader.num_workers > 0 else False,
         prefetch_factor=loader.prefetch_factor if loader.num_workers > 0 else None,
     )
+
+
+def wrap(model: torch.nn.Module, device: torch.device, net: torch.nn.Module | None,
+         trainable_before: tuple[bool, ...]) -> tuple[torch.nn.Module, tuple[bool, ...]]:
+    """What training calls: ``model`` itself, or under DDP its ``DistributedDataParallel`` wrapper,
+    made anew when the set of trainable parameters changed (fine-tuning unfroze the backbone):
+    DDP's reducer waits for a gradient of every parameter that required one when it was built.
+    Returns ``(net, trainable)``; the plain module stays ``model``."""
+    if not active():
+        return model, ()
+    trainable = tuple(p.requires_grad for p in model.parameters())
+    if net is not None and net is not model and trainable == trainable_before:
+        return net, trainable
+    from torch.nn.parallel import DistributedDataParallel
+
+    # gradients all-reduced in backward
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None), trainable

@@ -8,7 +8,6 @@ bit-identical parameters to the hand-written loop.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,16 +17,16 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import _dist, _seed
+from . import _dist, _trainstate
 from ._callbacks import Callback, CSVLogger, LRMonitor, ModelCheckpoint, ProgressBar
-from ._checkpoint import load_state, save_state
+from ._checkpoint import save_state
 from ._device import autocast, make_grad_scaler, resolve_device, resolve_precision, to_device
 from ._errors import TorchrigError
 from ._metrics import MetricSet
 
 __all__ = ["Trainer", "History"]
 
-STATE_FORMAT = "torchrig.state/1"
+STATE_FORMAT = _trainstate.STATE_FORMAT
 
 
 class History(list):
@@ -217,7 +216,7 @@ class Trainer:
         self.scaler = make_grad_scaler(self.precision, self.device)
         self.history, self.epoch, self.global_step, self.should_stop = History(), 0, 0, False
         if resume:
-            self._resume(resume)
+            _trainstate.restore(self, resume)
 
         step_callbacks = [cb for cb in self.callbacks
                           if type(cb).on_train_batch_end is not Callback.on_train_batch_end
@@ -313,64 +312,7 @@ class Trainer:
 
     def save_checkpoint(self, path: str | Path) -> Path:
         """Write everything needed to resume exactly, as a weights-only-loadable dict."""
-        state = {
-            "format": STATE_FORMAT,
-            "epoch": self.epoch,
-            "global_step": self.global_step,
-            "model": self.model_state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "rng": _seed.get_rng_state(),
-            "loader_generators": [g.get_state() for g in _generators(self.train_loader)],
-            "callbacks": {key: cb.state_dict() for key, cb in self._keyed_callbacks()},
-            "history": [dict(row) for row in self.history],
-            "stopped": self.should_stop,  # early stopping fired: a resume must not train on
-        }
-        return save_state(path, state)
-
-    def _resume(self, resume: bool | str | Path) -> None:
-        if resume is True:
-            if self.checkpoint is None:
-                raise TorchrigError(
-                    "fit(resume=True) needs to know where checkpoints are: pass "
-                    "Trainer(checkpoint_dir=...) or a ModelCheckpoint callback, or resume='path/state.pt'."
-                )
-            path = self.checkpoint.state_path
-            if not path.is_file():
-                self.log(f"no checkpoint at {path}; starting from scratch")
-                return
-        else:
-            path = Path(resume)
-        state = load_state(path)
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise TorchrigError(f"{str(path)!r} is not a torchrig training state (no {STATE_FORMAT!r} marker).")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state["scheduler"] is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        if self.scaler is not None and state["scaler"] is not None:
-            self.scaler.load_state_dict(state["scaler"])
-        for gen, gen_state in zip(_generators(self.train_loader), state["loader_generators"]):
-            gen.set_state(gen_state)
-        saved = state["callbacks"]
-        for key, cb in self._keyed_callbacks():
-            if key in saved:
-                cb.load_state_dict(saved[key])
-        _seed.set_rng_state(state["rng"])
-        self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
-        self.history = History(state["history"])
-        self.should_stop = bool(state.get("stopped", False))
-        self.log(f"resumed from {path} after epoch {self.epoch}")
-
-    def _keyed_callbacks(self) -> list[tuple[str, Callback]]:
-        counts: dict[str, int] = {}
-        keyed = []
-        for cb in self.callbacks:
-            name = type(cb).__name__
-            counts[name] = counts.get(name, 0) + 1
-            keyed.append((name if counts[name] == 1 else f"{name}_{counts[name]}", cb))
-        return keyed
+        return save_state(path, _trainstate.capture(self))
 
     # ------------------------------------------------------------------ the loops
 
@@ -379,10 +321,8 @@ class Trainer:
         accumulate = self.accumulate_grad_batches
         n_batches = self.num_train_batches
         move = device.type != "cpu"  # DataLoader batches already live on the CPU
-        sync_each_step = device.type == "cpu" or self.on_nan == "skip"
         step_scheduler = self.scheduler is not None and self.scheduler_interval == "step"
-        total, count = 0.0, 0
-        pending: list[tuple[int, torch.Tensor, int]] = []  # GPU losses read back in bulk
+        meter = _trainstate.LossMeter(epoch, self.on_nan)
 
         optimizer.zero_grad()
         step = -1
@@ -393,18 +333,10 @@ class Trainer:
             with autocast(self.precision, device):
                 output = _forward(model, inputs, step)
                 loss = _loss(loss_fn, output, target, step)
-            size = _batch_size(target)
-            if sync_each_step:
-                value = loss.item()
-                if not math.isfinite(value):
-                    if self.on_nan == "raise":
-                        self._nonfinite(epoch, step, value)
-                    optimizer.zero_grad()
-                    continue
-                total += value * size
-                count += size
-            else:
-                pending.append((step, loss.detach(), size))
+            if not meter.keep(step, loss):  # on_nan="skip": drop this batch before its backward
+                optimizer.zero_grad()
+                continue
+            meter.add(step, loss, _batch_size(target))
             scaled = loss / accumulate if accumulate > 1 else loss
             if scaler is not None:
                 scaler.scale(scaled).backward()
@@ -423,33 +355,10 @@ class Trainer:
             )
         if accumulate > 1 and n_batches is None and (step + 1) % accumulate:
             self._optimizer_step()  # a trailing partial window of a loader without len()
-        if pending:
-            losses = torch.stack([p[1].float() for p in pending]).cpu()
-            bad = (~torch.isfinite(losses)).nonzero()
-            if len(bad):
-                i = int(bad[0])
-                self._nonfinite(epoch, pending[i][0], float(losses[i]))
-            sizes = torch.tensor([p[2] for p in pending], dtype=torch.float64)
-            total += float((losses.double() * sizes).sum())
-            count += int(sizes.sum())
-        if _dist.active():
-            total, count = _dist.sum_all([total, count], device)
-        return total / count if count else math.nan
+        return meter.mean(device)  # one read-back per epoch; raises on the first non-finite loss
 
     def _wrap_ddp(self) -> None:
-        """Under DDP, (re)wrap the model when the set of trainable parameters changed: DDP's
-        reducer waits for a gradient of every parameter that required one when it was built."""
-        if not _dist.active():
-            return
-        trainable = tuple(p.requires_grad for p in self.model.parameters())
-        if self._net is not self.model and trainable == self._ddp_trainable:
-            return
-        from torch.nn.parallel import DistributedDataParallel
-
-        # gradients all-reduced in backward; the plain module stays self.model
-        self._net = DistributedDataParallel(self.model, device_ids=[self.device.index]
-                                            if self.device.type == "cuda" else None)
-        self._ddp_trainable = trainable
+        self._net, self._ddp_trainable = _dist.wrap(self.model, self.device, self._net, self._ddp_trainable)
 
     def _optimizer_step(self) -> None:
         optimizer, scaler = self.optimizer, self.scaler
@@ -476,13 +385,6 @@ class Trainer:
             self.scheduler.step(logs.get("val_loss", logs["train_loss"]))
         else:
             self.scheduler.step()
-
-    def _nonfinite(self, epoch: int, step: int, value: float) -> None:
-        raise TorchrigError(
-            f"The loss became {value} at epoch {epoch}, step {step + 1}. Lower the learning rate, "
-            "clip gradients (gradient_clip_val=1.0), check the data for NaN/inf, or pass "
-            "on_nan='skip' to skip such batches."
-        )
 
     def _evaluate(self, model: nn.Module, loader: Iterable, loss_fn: Callable | None,
                   metric_set: MetricSet) -> dict[str, float]:
@@ -681,20 +583,6 @@ def _to_cpu(out: Any) -> Any:
     if isinstance(out, (tuple, list)):
         return type(out)(_to_cpu(v) for v in out)
     return out
-
-
-def _generators(loader: Any) -> list[torch.Generator]:
-    """Every distinct torch.Generator that decides a loader's order (its own, its samplers')."""
-    found: list[torch.Generator] = []
-    candidates = [getattr(loader, "generator", None)]
-    sampler = getattr(loader, "sampler", None)
-    batch_sampler = getattr(loader, "batch_sampler", None)
-    candidates += [getattr(sampler, "generator", None), getattr(batch_sampler, "generator", None),
-                   getattr(getattr(batch_sampler, "sampler", None), "generator", None)]
-    for g in candidates:
-        if isinstance(g, torch.Generator) and all(g is not f for f in found):
-            found.append(g)
-    return found
 
 
 class _eval_mode:
