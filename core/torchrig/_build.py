@@ -260,7 +260,7 @@ def build(recipe: Recipe, run_dir: str | Path | None = None, *, data: bool = Tru
             ``predict`` needs, without the datasets.
         pretrained: load ``model.weights`` / word vectors (False: the run's own weights come next).
         generator: the training loader's shuffling (default: seeded from ``recipe.seed``).
-        weights: ``model.weights`` already resolved (:func:`prepare_weights`).
+        weights: ``model.weights`` already resolved (:func:`prepare_weights`; resolved here if not).
 
     Example::
 
@@ -268,6 +268,9 @@ def build(recipe: Recipe, run_dir: str | Path | None = None, *, data: bool = Tru
         torchrig.Trainer(max_epochs=1).fit(parts.model, parts.loaders["train"], parts.loss, parts.optimizer)
     """
     run_dir = Path(run_dir) if run_dir is not None else None
+    share_model_settings(recipe)  # e.g. a Hugging Face tokenizer takes the model's checkpoint
+    if pretrained and weights is None:  # the weights' own preprocessing goes into the transforms
+        weights = prepare_weights(recipe)
     parts = Parts(recipe, device=resolve_device(recipe["trainer"]["device"]))
     parts.train_transform, parts.eval_transform = build_transforms(recipe)
     if data:
@@ -281,8 +284,11 @@ def build(recipe: Recipe, run_dir: str | Path | None = None, *, data: bool = Tru
             parts.context.update(protocols.model_context(transform))
     name, kwargs = component(recipe["model"])
     if not data:
-        parts.model = build_model_with_weights(name, own_weights_kwargs(kwargs) if not pretrained else kwargs,
-                                               context=parts.context)[0]
+        if pretrained:
+            parts.model, parts.weights_report = build_model_with_weights(name, kwargs, source=weights,
+                                                                         context=parts.context)
+        else:
+            parts.model = build_model_with_weights(name, own_weights_kwargs(kwargs), context=parts.context)[0]
         return parts
     _inject_sizes(recipe, parts.info, weights.model_kwargs if weights is not None else None)
     name, kwargs = component(recipe["model"])

@@ -128,7 +128,7 @@ def bigru(*, vocab_size: int, num_classes: int = 2, embed_dim: int = 128, hidden
 @plugin.model
 def bilstm(*, vocab_size: int, num_classes: int = 2, embed_dim: int = 128, hidden: int = 128, layers: int = 1,
            dropout: float = 0.2, pad_id: int = 0, vectors: str | None = None, freeze_embeddings: bool = False,
-          vocab: Sequence[str] | None = None) -> nn.Module:
+           vocab: Sequence[str] | None = None) -> nn.Module:
     """A bidirectional LSTM over packed sequences; the final states of both directions -> linear.
 
     Args:

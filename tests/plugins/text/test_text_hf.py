@@ -69,6 +69,15 @@ def test_recipe_trains_resumes_evaluates_and_predicts(tmp_path, tiny, monkeypatc
     assert [r["top"][0][0] for r in results] == ["pos", "neg"]
 
 
+def test_build_gives_the_tokenizer_the_models_checkpoint(tmp_path, tiny):
+    recipe = torchrig.load_recipe(REPO / "recipes/text/hf_csv.yaml", [f"data.dataset.path={_csv(tmp_path / 'r.csv')}",
+                                                                      f"model.checkpoint={tiny}"])
+    parts = torchrig.build(recipe)
+    assert parts.train_transform.checkpoint == str(tiny) and parts.model.model.config.num_labels == 2
+    inputs, _ = next(iter(parts.loaders["train"]))
+    assert parts.model(**inputs).shape == (len(inputs["input_ids"]), 2)
+
+
 def test_trainer_takes_dict_batches_and_output_objects(tiny):
     """A raw Transformers model (returning a ModelOutput) through the Trainer, fed by the tokenizer."""
     from transformers import AutoModelForSequenceClassification
