@@ -128,6 +128,11 @@ def test_bad_inputs_are_named(tmp_path, tiny, monkeypatch):
     with pytest.raises(TorchrigError, match=r"text/hf: the model of 'bert-base-uncasd' is not in the Hugging Face "
                                             r"cache .* \(offline\).*hf download bert-base-uncasd.*checkpoint: DIR"):
         torchrig.get_model("text/hf", checkpoint="bert-base-uncasd")
+    from torchrig import hf
+
+    monkeypatch.setattr(hf, "_cached_names", lambda: ["bert-base-uncased", "gpt2"])  # what the cache holds
+    with pytest.raises(TorchrigError, match=r"bert-base-uncasd.*Cached models like it: bert-base-uncased\."):
+        torchrig.get_model("text/hf", checkpoint="bert-base-uncasd")
     monkeypatch.setitem(sys.modules, "transformers", None)  # not installed
     with pytest.raises(TorchrigError, match=r'text/hf needs Hugging Face Transformers.*pip install "torchrig\[hf\]"'):
         torchrig.get_model("text/hf", checkpoint=str(tiny))
