@@ -284,11 +284,7 @@ def build(recipe: Recipe, run_dir: str | Path | None = None, *, data: bool = Tru
             parts.context.update(protocols.model_context(transform))
     name, kwargs = component(recipe["model"])
     if not data:
-        if pretrained:
-            parts.model, parts.weights_report = build_model_with_weights(name, kwargs, source=weights,
-                                                                         context=parts.context)
-        else:
-            parts.model = build_model_with_weights(name, own_weights_kwargs(kwargs), context=parts.context)[0]
+        _model(parts, name, kwargs, pretrained=pretrained, weights=weights)
         return parts
     _inject_sizes(recipe, parts.info, weights.model_kwargs if weights is not None else None)
     name, kwargs = component(recipe["model"])
@@ -300,11 +296,7 @@ def build(recipe: Recipe, run_dir: str | Path | None = None, *, data: bool = Tru
     parts.loaders["train"] = train_loader
     if "val" in parts.splits:
         parts.loaders["val"] = parts.loader("val")
-    if pretrained:
-        parts.model, parts.weights_report = build_model_with_weights(name, kwargs, source=weights,
-                                                                     context=parts.context)
-    else:
-        parts.model = build_model_with_weights(name, own_weights_kwargs(kwargs), context=parts.context)[0]
+    _model(parts, name, kwargs, pretrained=pretrained, weights=weights)
     cfg = recipe["trainer"]
     parts.loss = build_loss(recipe)
     parts.finetune = FineTune(**cfg["finetune"]) if cfg.get("finetune") is not None else None
@@ -313,6 +305,15 @@ def build(recipe: Recipe, run_dir: str | Path | None = None, *, data: bool = Tru
     if run_dir is not None:
         parts.callbacks = _callbacks(recipe, run_dir, parts.finetune, has_val="val" in parts.loaders)
     return parts
+
+
+def _model(parts: Parts, name: str, kwargs: dict[str, Any], *, pretrained: bool, weights: Source | None) -> None:
+    """The model, from its pretrained source (``weights``, word vectors) or bare for the run's own weights."""
+    if pretrained:
+        parts.model, parts.weights_report = build_model_with_weights(name, kwargs, source=weights,
+                                                                     context=parts.context)
+    else:
+        parts.model = build_model_with_weights(name, own_weights_kwargs(kwargs), context=parts.context)[0]
 
 
 def _callbacks(recipe: Recipe, run_dir: Path, finetune: FineTune | None, *, has_val: bool) -> list[Any]:

@@ -52,8 +52,8 @@ def lengths_of(dataset: Dataset, transform: Any = None) -> list[int]:
         base = protocols.lengths(dataset.dataset)
         if base is not None:
             return [int(base[i]) for i in dataset.indices]
-    elif protocols.lengths(dataset) is not None:
-        return [int(n) for n in protocols.lengths(dataset)]
+    elif (own := protocols.lengths(dataset)) is not None:
+        return [int(n) for n in own]
     measure = protocols.lengths(transform)
     if measure is None:
         raise TorchrigError(f"data.bucket_by_length needs each sample's length, but neither the dataset "

@@ -333,7 +333,7 @@ class Trainer:
             with autocast(self.precision, device):
                 output = _forward(model, inputs, step)
                 loss = _loss(loss_fn, output, target, step)
-            if not meter.keep(step, loss):  # on_nan="skip": drop this batch before its backward
+            if not meter.keep(loss):  # on_nan="skip": drop this batch before its backward
                 optimizer.zero_grad()
                 continue
             meter.add(step, loss, _batch_size(target))

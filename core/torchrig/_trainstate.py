@@ -121,7 +121,7 @@ class LossMeter:
         self.epoch, self.on_nan = epoch, on_nan
         self.pending: list[tuple[int, torch.Tensor, int]] = []
 
-    def keep(self, step: int, loss: torch.Tensor) -> bool:
+    def keep(self, loss: torch.Tensor) -> bool:
         """False for a non-finite loss under ``on_nan="skip"`` (skip that batch); else True."""
         return self.on_nan != "skip" or math.isfinite(loss.item())
 

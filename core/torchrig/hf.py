@@ -108,6 +108,11 @@ def from_pretrained(loader: Any, checkpoint: str, *, what: str, part: str, **kwa
             "save_pretrained(DIR) and give checkpoint: DIR.") from None
 
 
+# for `torchrig info` (a builder's ``torchrig_head``): the head depends on the checkpoint's architecture
+HEAD_DESCRIPTION = ("the checkpoint's classifier layers: model.classifier, and model.pre_classifier / "
+                    "model.projector / model.score where it has them")
+
+
 class HFClassifier(nn.Module):
     """A Transformers ``*ForSequenceClassification`` / ``*ForAudioClassification`` model as a
     torchrig model: it returns the logits tensor, and names its classifier layers in

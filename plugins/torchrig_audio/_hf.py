@@ -18,7 +18,7 @@ import torchaudio
 from torch import nn
 
 import torchrig
-from torchrig.hf import HFClassifier, from_pretrained, transformers
+from torchrig.hf import HEAD_DESCRIPTION, HFClassifier, from_pretrained, transformers
 
 from ._plugin import plugin
 
@@ -80,6 +80,4 @@ def hf(*, checkpoint: str, num_classes: int = 2, sample_rate: int = 16000, revis
     return HFAudioClassifier(model, extractor, sample_rate)
 
 
-# `torchrig info`: the head depends on the checkpoint's architecture
-hf.torchrig_head = ("the checkpoint's classifier layers: model.classifier, and model.pre_classifier / "  # type: ignore[attr-defined]
-                    "model.projector / model.score where it has them")
+hf.torchrig_head = HEAD_DESCRIPTION  # type: ignore[attr-defined]  (torchrig info)

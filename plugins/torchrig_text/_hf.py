@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import torchrig
-from torchrig.hf import HFClassifier, from_pretrained, transformers
+from torchrig.hf import HEAD_DESCRIPTION, HFClassifier, from_pretrained, transformers
 
 from ._plugin import plugin
 
@@ -135,6 +135,4 @@ def hf_tokenizer(*, checkpoint: str | None = None, max_len: int = 256, revision:
 hf_tokenizer.from_model = ("checkpoint", "revision")  # type: ignore[attr-defined]  (recipes fill these in)
 
 
-# `torchrig info`: the head depends on the checkpoint's architecture
-hf.torchrig_head = ("the checkpoint's classifier layers: model.classifier, and model.pre_classifier / "  # type: ignore[attr-defined]
-                    "model.projector / model.score where it has them")
+hf.torchrig_head = HEAD_DESCRIPTION  # type: ignore[attr-defined]  (torchrig info)
