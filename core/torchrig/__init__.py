@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ._checkpoint import load_state, load_weights, save_state, save_weights
     from ._data import BucketBatchSampler, class_folder_files
     from ._finetune import FineTune
+    from ._interpret import show_generic, show_image, show_text
     from ._loop import History, Trainer
     from ._metrics import METRIC_NAMES
     from ._plugins import plugin_statuses, register_plugin
@@ -67,6 +68,9 @@ __all__ = [
     "TensorBoardLogger",
     "FineTune",
     "METRIC_NAMES",
+    "show_image",
+    "show_text",
+    "show_generic",
     "Plugin",
     "get_model",
     "get_dataset",
@@ -103,6 +107,9 @@ _LAZY = {
     "CSVLogger": "._callbacks",
     "TensorBoardLogger": "._callbacks",
     "FineTune": "._finetune",
+    "show_image": "._interpret",
+    "show_text": "._interpret",
+    "show_generic": "._interpret",
     "METRIC_NAMES": "._metrics",
     "Plugin": "._registry",
     "get_model": "._registry",

@@ -20,7 +20,9 @@ examples:
   torchrig info vision/small_cnn
   torchrig train recipes/vision/digits.yaml --set trainer.max_epochs=3
   torchrig evaluate runs/digits --split test
-  torchrig predict runs/digits photo.png"""
+  torchrig predict runs/digits photo.png
+  torchrig report runs/digits
+  torchrig export runs/digits --format onnx"""
 
 KINDS = ("models", "datasets", "transforms")
 
@@ -65,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--top", type=int, default=3, help="how many labels to show (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON lines")
+
+    p = sub.add_parser("report", help="write RUN_DIR/report.html: one self-contained page of the run")
+    p.add_argument("run_dir")
     return parser
 
 
@@ -182,10 +187,16 @@ def _torchrun(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ._run import evaluate, format_scores
+    from ._interpret import format_per_class
+    from ._run import evaluate_run, format_scores
 
-    scores = evaluate(args.run_dir, split=args.split)
-    print(json.dumps(scores) if args.json else format_scores({args.split: scores}))
+    scores, per_class = evaluate_run(args.run_dir, split=args.split)
+    if args.json:
+        print(json.dumps({**scores, **({"per_class": per_class} if per_class else {})}))
+        return 0
+    print(format_scores({args.split: scores}))
+    if per_class:
+        print(format_per_class(per_class, args.split))
     return 0
 
 
@@ -203,5 +214,12 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": _list, "info": _info, "plugins": _plugins, "train": _train,
+def _report(args: argparse.Namespace) -> int:
+    from ._report import write_report
+
+    print(f"report: {write_report(args.run_dir)}")
+    return 0
+
+
+COMMANDS = {"report": _report, "list": _list, "info": _info, "plugins": _plugins, "train": _train,
             "evaluate": _evaluate, "predict": _predict, "check-plugin": _check_plugin}

@@ -1,4 +1,5 @@
-"""PNG plots of a run: learning curves and a confusion matrix (matplotlib, Agg backend)."""
+"""PNG plots of a run: learning curves, a confusion matrix, regression scatter and residuals
+(matplotlib, Agg backend)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,20 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save(fig: Any, path: Path, dpi: int = 110) -> Path:
+    """Write a figure as PNG atomically (a plot is never left half-written), and close it."""
+    import io
+
+    from ._checkpoint import atomic_write
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    _pyplot().close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, buffer.getvalue())
+    return path
 
 
 def learning_curves(history: list[dict[str, Any]], path: Path) -> Path:
@@ -34,10 +49,7 @@ def learning_curves(history: list[dict[str, Any]], path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def confusion_matrix(target: torch.Tensor, pred: torch.Tensor, classes: list[str], path: Path,
@@ -64,7 +76,36 @@ def confusion_matrix(target: torch.Tensor, pred: torch.Tensor, classes: list[str
                     ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
                             color="white" if count > peak / 2 else "black")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
+
+
+def regression_plots(output: torch.Tensor, target: torch.Tensor, folder: Path, *, split: str) -> list[Path]:
+    """``predicted_vs_true.png`` (with the y = x line) and ``residuals.png`` (a histogram of
+    predicted - true), every output dimension pooled."""
+    plt = _pyplot()
+    pred = output.reshape(-1).float().numpy()
+    true = target.reshape(-1).float().numpy()
+    if len(pred) != len(true):  # (N, k) outputs for an (N,) target: nothing to put side by side
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.scatter(true, pred, s=8, alpha=0.6)
+    low, high = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+    ax.plot([low, high], [low, high], "k--", lw=1, label="y = x")
+    ax.set_xlabel("true")
+    ax.set_ylabel("predicted")
+    ax.set_title(f"predicted vs true ({split})")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    paths = [folder / "predicted_vs_true.png", folder / "residuals.png"]
+    save(fig, paths[0])
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    ax.hist(pred - true, bins=min(40, max(5, len(pred) // 5)))
+    ax.set_xlabel("predicted - true")
+    ax.set_ylabel("samples")
+    ax.set_title(f"residuals ({split})")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save(fig, paths[1])
+    return paths

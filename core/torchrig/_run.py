@@ -110,6 +110,10 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
         atomic_write(run_dir / META, json.dumps(meta, indent=2).encode())
 
     loss_fn = parts.loss
+    if zero and not resume:  # before training: a run whose augmentation is wrong can be stopped now
+        from ._interpret import draw_train_batch
+
+        draw_train_batch(parts, generator, run_dir / "plots" / "train_batch.png")
     history = trainer.fit(model, parts.loaders["train"], loss_fn, parts.optimizer, val_loader=parts.loaders.get("val"),
                           scheduler=parts.scheduler, metrics=recipe["metrics"], resume=resume)
 
@@ -122,15 +126,12 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
     plots = run_dir / "plots"
     if not zero:
         return run_dir
-    from ._plots import confusion_matrix, learning_curves
+    from ._interpret import format_per_class, interpret
+    from ._plots import learning_curves
 
     learning_curves(list(history), plots / "learning_curves.png")
-    if recipe["task"] == "classification" and parts.classes:
-        split = "test" if "test" in parts.splits else ("val" if "val" in parts.splits else "train")
-        loader = parts.loader(split)
-        pred = trainer.predict(model, loader).argmax(1)
-        target = torch.cat([torch.as_tensor(t) for _, t in loader])
-        confusion_matrix(target, pred, parts.classes, plots / "confusion_matrix.png", title=f"confusion matrix ({split})")
+    split = held_out(parts)
+    found = interpret(trainer, model, parts, split, loss_fn, run_dir)
     summary = {
         **scores,
         "best_epoch": next((cb.best_epoch for cb in parts.callbacks if isinstance(cb, ModelCheckpoint)), None),
@@ -143,12 +144,23 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
         **({"weights": {"source": str(component(recipe["model"])[1]["weights"]), "kind": weights.kind, "file": str(weights.path),
                         "sha256": weights.sha256(), "report": str(report)}} if weights is not None else {}),
         **({"init": init_report} if init_report else {}),
+        **({"per_class": {split: found["per_class"]}} if "per_class" in found else {}),
         "versions": versions(),
     }
     atomic_write(run_dir / SUMMARY, json.dumps(summary, indent=2).encode())
+    from ._report import REPORT, write_report
+
+    write_report(run_dir)
     print(format_scores(scores))
-    print(f"run dir: {run_dir}   (plots in {plots})")
+    if "per_class" in found:
+        print(format_per_class(found["per_class"], split))
+    print(f"run dir: {run_dir}   (plots in {plots}, report in {run_dir / REPORT})")
     return run_dir
+
+
+def held_out(parts: Parts) -> str:
+    """The split a run is judged on: test, else val, else (no held-out data) train."""
+    return next(s for s in ("test", "val", "train") if s in parts.splits)
 
 
 def versions() -> dict[str, str]:
@@ -198,7 +210,15 @@ def _own_weights(parts: Parts, run_dir: Path, device: torch.device) -> torch.nn.
 
 
 def evaluate(run_dir: str | Path, *, split: str = "test") -> dict[str, float]:
-    """Recompute a split's loss and metrics from the run dir alone."""
+    """Recompute a split's loss and metrics from the run dir alone, and write its
+    interpretation (confusion matrix, per-class scores, top losses) into the run dir."""
+    return evaluate_run(run_dir, split=split)[0]
+
+
+def evaluate_run(run_dir: str | Path, *, split: str = "test") -> tuple[dict[str, float], dict[str, Any] | None]:
+    """:func:`evaluate`, and the split's per-class scores (None unless single-label classification)."""
+    from ._interpret import interpret
+
     run_dir = Path(run_dir)
     recipe, _ = open_run(run_dir)
     parts = build(recipe, run_dir, pretrained=False)
@@ -206,7 +226,15 @@ def evaluate(run_dir: str | Path, *, split: str = "test") -> dict[str, float]:
         raise TorchrigError(f"Split {split!r} does not exist in this run; it has {', '.join(parts.splits)}.")
     trainer = Trainer(device=recipe["trainer"]["device"], precision=recipe["trainer"]["precision"], progress_bar=False)
     model = _own_weights(parts, run_dir, trainer.device)
-    return trainer.evaluate(model, parts.loader(split), parts.loss, metrics=recipe["metrics"])
+    scores = trainer.evaluate(model, parts.loader(split), parts.loss, metrics=recipe["metrics"])
+    found = interpret(trainer, model, parts, split, parts.loss, run_dir)
+    summary_path = run_dir / SUMMARY
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary[split] = scores
+    if "per_class" in found:
+        summary.setdefault("per_class", {})[split] = found["per_class"]
+    atomic_write(summary_path, json.dumps(summary, indent=2).encode())
+    return scores, found.get("per_class")
 
 
 def _read(reader: Any, item: str, dataset: dict[str, Any]) -> Any:

@@ -21,9 +21,9 @@ from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "Dataset", "FittedTransform", "BatchedTransform", "Reader", "Model", "ModelBuilder", "TransformBuilder",
-    "NamedWeights", "classes", "collate_of", "declared_head", "from_model", "init_report", "is_batched",
-    "is_fitted", "lengths", "model_context", "model_kwargs", "named_weights", "reader_collate", "reader_suffixes",
-    "reader_takes_dataset", "skipped", "targets",
+    "NamedWeights", "Shows", "classes", "collate_of", "declared_head", "describe", "from_model", "init_report",
+    "is_batched", "is_fitted", "lengths", "model_context", "model_kwargs", "named_weights", "preprocessing",
+    "reader_collate", "reader_suffixes", "reader_takes_dataset", "shower", "skipped", "targets",
 ]
 
 
@@ -45,6 +45,10 @@ class Dataset(Protocol):
         lengths: one size per sample, for ``data.bucket_by_length``.
         collate_fn: how to batch samples (e.g. padding with lengths).
         skipped: samples left out with ``on_error: skip`` (counted in summary.json).
+        describe: ``describe(index) -> str``: the sample's file path or text, written next to
+            it in ``top_losses.json`` and the plots.
+        show: ``show(inputs, ax)`` draws one sample's inputs on a matplotlib ``Axes`` (see
+            :class:`Shows`) when the transform that made them has no ``show`` of its own.
 
     A builder that takes ``split`` is asked for ``train``, ``val`` and ``test``, and returns
     ``None`` for a split its data lacks (the recipe then carves it from ``train``).
@@ -84,6 +88,43 @@ def skipped(dataset: Any) -> list[Any]:
     return list(getattr(dataset, "skipped", None) or [])
 
 
+def _base(dataset: Any, index: int) -> tuple[Any, int]:
+    """The innermost dataset under ``Subset`` / wrapper layers (``.dataset``), and ``index`` in it."""
+    while hasattr(dataset, "dataset") and not callable(getattr(dataset, "describe", None)):
+        if hasattr(dataset, "indices"):
+            index = int(dataset.indices[index])
+        dataset = dataset.dataset
+    return dataset, index
+
+
+def describe(dataset: Any, index: int) -> str | None:
+    """Sample ``index``'s path or text, from the dataset's ``describe`` (through any ``Subset``)."""
+    base, index = _base(dataset, index)
+    found = getattr(base, "describe", None)
+    return str(found(index)) if callable(found) else None
+
+
+@runtime_checkable
+class Shows(Protocol):
+    """A transform (or a dataset) that draws a sample's inputs, as the model receives them
+    (after the transform, one sample of the collated batch), for the run dir's plots of the
+    first training batch and of the held-out samples with the highest loss: an image
+    un-normalised, audio as its log-mel spectrogram, token ids as the text they stand for.
+    Without one, core draws tensors generically (3-D: an image, 2-D: a heat map, 1-D: a curve).
+    """
+
+    def show(self, inputs: Any, ax: Any) -> None: ...
+
+
+def shower(transform: Any, dataset: Any) -> Callable | None:
+    """The ``show`` of the transform that made the inputs, else of the (innermost) dataset."""
+    for obj in (transform, _base(dataset, 0)[0] if dataset is not None else None):
+        found = getattr(obj, "show", None)
+        if callable(found):
+            return found
+    return None
+
+
 # ---------------------------------------------------------------- transforms
 
 
@@ -94,7 +135,9 @@ class FittedTransform(Protocol):
     Recipes call ``fit(inputs)`` once on the training split's inputs, save ``state_dict()`` (JSON)
     in the run dir's ``fitted.json`` and ``load_state_dict`` it for resume, evaluate and predict.
 
-    Optional attributes:
+    Optional attributes (of any transform, fitted or not):
+        show: ``show(inputs, ax)``, see :class:`Shows`.
+        preprocessing: ``preprocessing(inputs) -> dict``, see :func:`preprocessing`.
         model_kwargs: what the model must know, recorded in the resolved recipe
             (``{"vocab_size": 8000, "pad_id": 0}``).
         model_context: what a model may take but a recipe never records (``{"vocab": [...]}``),
@@ -121,6 +164,14 @@ class BatchedTransform(Protocol):
     batched: bool
 
     def collate_fn(self, batch: Sequence[tuple[Any, Any]]) -> tuple[Any, Any]: ...
+
+
+def preprocessing(transform: Any, inputs: Any) -> dict[str, Any]:
+    """What a caller of an exported model must do to raw inputs before it (``model.json``):
+    a transform's ``preprocessing(inputs)``, given one sample it made, as JSON data (resize,
+    crop and mean/std; a vocabulary and the tokenizer's rules; a sample rate), or empty."""
+    found = getattr(transform, "preprocessing", None)
+    return dict((found(inputs) if callable(found) else found) or {})
 
 
 def is_fitted(transform: Any) -> bool:

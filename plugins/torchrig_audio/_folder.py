@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 import torchrig
 
-from ._io import SUFFIXES, Unreadable, check_seconds, crop, decode_clip, pad_collate, probe, read_clip, resample_many
+from ._io import SUFFIXES, show_clip, Unreadable, check_seconds, crop, decode_clip, pad_collate, probe, read_clip, resample_many
 from ._plugin import plugin
 
 __all__ = ["AudioFolder", "clip", "folder", "scan_split"]
@@ -129,6 +129,14 @@ class AudioFolder(Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def describe(self, index: int) -> str:
+        """The sound file of sample ``index`` (for a run's top losses)."""
+        return str(self.samples[index][0])
+
+    def show(self, inputs: Any, ax: Any) -> None:
+        """Draw one clip as its log-mel spectrogram (features as they are)."""
+        show_clip(inputs, ax, sample_rate=self.options["sample_rate"])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, target = self.samples[index]

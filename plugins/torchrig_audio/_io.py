@@ -33,6 +33,7 @@ __all__ = [
     "decode_clip",
     "fit_length",
     "pad_collate",
+    "show_clip",
     "probe",
     "read_clip",
     "resample",
@@ -278,3 +279,19 @@ def check_seconds(name: str, value: float | None, owner: str) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                               or not math.isfinite(value) or value <= 0):
         raise torchrig.TorchrigError(f"{owner}: {name} must be a positive number of seconds (or null), got {value!r}.")
+
+
+def show_clip(inputs: Any, ax: Any, *, sample_rate: int = 16000) -> None:
+    """Draw one clip as a batch gives it (``(clip, length)`` or a clip): a ``(channels, samples)``
+    waveform as its log-mel spectrogram (64 bands, dB), ``(channels, bins, frames)`` features as
+    they are; padding left out."""
+    clip, length = inputs if isinstance(inputs, (tuple, list)) else (inputs, None)
+    clip = torch.as_tensor(clip).detach().float().cpu()
+    if length is not None:
+        clip = clip[..., : int(length)]
+    if clip.ndim == 3:
+        image = clip[0]
+    else:
+        mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=400 * sample_rate // 16000 or 400, n_mels=64)
+        image = torchaudio.transforms.AmplitudeToDB(top_db=80)(mel(clip.reshape(-1, clip.shape[-1]).mean(0)))
+    ax.imshow(image.numpy(), aspect="auto", origin="lower", cmap="magma")

@@ -37,6 +37,14 @@ class TextDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[str, int]:
         return self.texts[i], self.targets[i]
 
+    def describe(self, i: int) -> str:
+        """Sample ``i``'s text (for a run's top losses)."""
+        return self.texts[i]
+
+    def show(self, inputs: Any, ax: Any) -> None:
+        """A sample as text: raw text as it is, token ids through no vocabulary (as numbers)."""
+        torchrig.show_generic(inputs, ax)
+
 
 def _read_rows(path: Path, fmt: str, encoding: str) -> list[tuple[int, Any]]:
     """(line number, row) pairs; undecodable bytes are kept as surrogates and found later."""

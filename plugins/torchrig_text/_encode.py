@@ -175,6 +175,21 @@ class Encoder:
         self._check_fitted()
         return self.vocab.lookup_tokens(int(i) for i in ids)
 
+    def show(self, inputs: Any, ax: Any) -> None:
+        """Draw one encoded text (``(ids, length)``) as the tokens the model sees (``<unk>``
+        shows where the vocabulary lacks a word)."""
+        ids, length = inputs if isinstance(inputs, (tuple, list)) else (inputs, len(inputs))
+        torchrig.show_text(" ".join(self.decode(torch.as_tensor(ids)[: int(length)].tolist())), ax)
+
+    def preprocessing(self, inputs: Any = None) -> dict[str, Any]:
+        """The tokenizer's rules and the vocabulary, as data, for ``model.json``."""
+        self._check_fitted()
+        rules = getattr(self.tokenizer, "rules", None)
+        return {"kind": "text", "tokenizer": rules() if callable(rules) else repr(self.tokenizer),
+                "vocab": self.vocab.get_itos(), "unk_id": self.vocab.default_index, "pad_id": self.pad_id, "max_len": self.max_len,
+                "bos": self.bos, "eos": self.eos, "inputs": ["ids (batch, time) int64, padded with pad_id",
+                                                          "lengths (batch,) int64"]}
+
     def lengths(self, texts: Iterable[str]) -> list[int]:
         """Characters per text: a cheap stand-in for token counts, for length bucketing."""
         return [len(t) for t in texts]

@@ -111,6 +111,20 @@ class HFTokenizer:
         targets = torch.utils.data.default_collate([b[1] for b in batch])
         return self.encode_padded([b[0] for b in batch]), targets
 
+    def show(self, inputs: Any, ax: Any) -> None:
+        """Draw one tokenized text as the tokens the model sees (padding left out)."""
+        ids = inputs["input_ids"]
+        mask = inputs.get("attention_mask")
+        if mask is not None:
+            ids = ids[mask.bool()]
+        torchrig.show_text(" ".join(self.tokenizer.convert_ids_to_tokens(ids.tolist())), ax)
+
+    def preprocessing(self, inputs: Any = None) -> dict[str, Any]:
+        """The checkpoint's tokenizer, for ``model.json``: a caller loads it by name."""
+        return {"kind": "text", "tokenizer": {"name": "transformers.AutoTokenizer", "checkpoint": self.checkpoint,
+                                              "max_len": self.max_len, "truncation": True, "padding": "longest"},
+                "inputs": sorted(inputs) if isinstance(inputs, dict) else None}
+
     def lengths(self, texts: Sequence[str]) -> list[int]:
         """Characters per text: a cheap stand-in for token counts, for length bucketing."""
         return [len(t) for t in texts]

@@ -51,6 +51,13 @@ class RuleTokenizer:
     def __reduce__(self) -> tuple[Any, ...]:  # picklable for DataLoader workers (spawn) and sklearn
         return (_RULES[self.name], ())
 
+    def rules(self) -> dict[str, Any]:
+        """The rules as data, for a caller of an exported model to tokenize as training did."""
+        if self.name == "basic_english":
+            return {"name": self.name, "lowercase": True, "then": "apply each [regex, replacement] in order",
+                    "replace": [[p.pattern, r] for p, r in _BASIC_ENGLISH], "split": "whitespace"}
+        return {"name": self.name, "split": "whitespace" if self.name == "whitespace" else "characters"}
+
     def __repr__(self) -> str:
         return f"text/{self.name}"
 
@@ -116,6 +123,10 @@ class TrainedTokenizer:
 
     def __call__(self, text: str) -> list[str]:
         return self.tokenize(text)
+
+    def rules(self) -> dict[str, Any]:
+        """The trained subword model as data: a Hugging Face ``tokenizers`` JSON document."""
+        return {"name": self.kind, "tokenizers_json": self.state_dict()["subword_model"]}
 
     def tokenize(self, text: str) -> list[str]:
         if self.tokenizer is None:

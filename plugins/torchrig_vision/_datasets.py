@@ -96,6 +96,10 @@ class ImageFolder(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def describe(self, index: int) -> str:
+        """The image file of sample ``index`` (for a run's top losses)."""
+        return str(self.samples[index][0])
+
     def __getitem__(self, index: int) -> tuple[Image.Image, int]:
         path, target = self.samples[index]
         try:

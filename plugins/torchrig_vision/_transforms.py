@@ -59,13 +59,46 @@ class Normalize(torch.nn.Module):
         super().__init__()
         self.mean, self.std = mean, std
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        c = img.shape[-3]
+    def stats(self, c: int) -> tuple[list[float], list[float]]:
+        """The mean and std used for images of ``c`` channels."""
         mean = self.mean if self.mean is not None else (IMAGENET_MEAN if c == 3 else (0.5,) * c)
         std = self.std if self.std is not None else (IMAGENET_STD if c == 3 else (0.5,) * c)
         if len(mean) != c and c == 1:  # RGB statistics (pretrained weights) for a greyscale input
             mean, std = (sum(mean) / len(mean),), (sum(std) / len(std),)
-        return v2.functional.normalize(img, list(mean), list(std))
+        return [float(m) for m in mean], [float(s) for s in std]
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        mean, std = self.stats(img.shape[-3])
+        return v2.functional.normalize(img, mean, std)
+
+
+class Preset(v2.Compose):
+    """``v2.Compose`` that can draw what it made (un-normalised) and state, as data, what a
+    caller of an exported model must do to an image (``preprocessing``)."""
+
+    def __init__(self, transforms: Sequence[Any], spec: dict[str, Any] | None = None) -> None:
+        super().__init__(list(transforms))
+        self.spec = dict(spec or {})
+
+    def _normalize(self) -> Normalize | None:
+        return next((t for t in self.transforms if isinstance(t, Normalize)), None)
+
+    def show(self, inputs: Any, ax: Any) -> None:
+        """Draw one transformed image as a person sees it: normalisation undone."""
+        image = torch.as_tensor(inputs)
+        norm = self._normalize()
+        mean, std = norm.stats(image.shape[-3]) if norm is not None else (None, None)
+        torchrig.show_image(image, ax, mean=mean, std=std)
+
+    def preprocessing(self, inputs: Any) -> dict[str, Any]:
+        """Resize, crop, scale and normalisation, for ``model.json`` (``inputs``: one output)."""
+        c = int(torch.as_tensor(inputs).shape[-3])
+        norm = self._normalize()
+        spec = {"kind": "image", "channels": c, "color": "L" if c == 1 else "RGB", **self.spec,
+                "scale": "pixel values / 255"}
+        if norm is not None:
+            spec["mean"], spec["std"] = norm.stats(c)
+        return spec
 
 
 def _interpolation(name: str) -> v2.InterpolationMode:
@@ -83,7 +116,7 @@ _AUGMENT = {"trivial": v2.TrivialAugmentWide, "rand": v2.RandAugment, "auto": v2
 def train_preset(*, size: int | Sequence[int] = 224, crop_scale: Sequence[float] = (0.5, 1.0),
                  hflip: float = 0.5, auto_augment: str | None = None, rotation: float = 0.0,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 channels: int | None = None, interpolation: str = "bilinear") -> v2.Compose:
+                 channels: int | None = None, interpolation: str = "bilinear") -> Preset:
     """Training augmentation: random-resized crop to ``size``, flip, optional augment policy.
 
     Args:
@@ -111,13 +144,13 @@ def train_preset(*, size: int | Sequence[int] = 224, crop_scale: Sequence[float]
     if auto_augment is not None:
         steps.append(_AUGMENT[auto_augment]())
     steps += [v2.ToDtype(torch.float32, scale=True), Normalize(mean, std)]
-    return v2.Compose(steps)
+    return Preset(steps, {"random_resized_crop": size, "interpolation": interpolation})
 
 
 @plugin.transform
 def eval_preset(*, size: int | Sequence[int] = 224, crop_ratio: float = 0.875,
                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                channels: int | None = None, interpolation: str = "bilinear") -> v2.Compose:
+                channels: int | None = None, interpolation: str = "bilinear") -> Preset:
     """Evaluation: resize the shorter side to ``size / crop_ratio``, centre-crop ``size``.
 
     Args:
@@ -135,13 +168,13 @@ def eval_preset(*, size: int | Sequence[int] = 224, crop_ratio: float = 0.875,
     steps: list[Any] = [ToImage(channels), v2.Resize(resize, interpolation=_interpolation(interpolation), antialias=True),
                         v2.CenterCrop(size),
                         v2.ToDtype(torch.float32, scale=True), Normalize(mean, std)]
-    return v2.Compose(steps)
+    return Preset(steps, {"resize_shorter_side": resize, "interpolation": interpolation, "center_crop": size})
 
 
 @plugin.transform
-def compose(*, transforms: Sequence[Any]) -> v2.Compose:
+def compose(*, transforms: Sequence[Any]) -> Preset:
     """Chain transforms given as components: ``[{name: vision/resize, size: 32}, ...]``."""
-    return v2.Compose([torchrig.build_component(item, "transform", owner="vision/compose") for item in transforms])
+    return Preset([torchrig.build_component(item, "transform", owner="vision/compose") for item in transforms])
 
 
 def _register_v2() -> None:
