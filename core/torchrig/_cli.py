@@ -67,9 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--top", type=int, default=3, help="how many labels to show (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON lines")
+    p.add_argument("--engine", choices=("torch", "onnxruntime"), default="torch",
+                   help="run the model in torch (default) or its ONNX export in onnxruntime")
 
     p = sub.add_parser("report", help="write RUN_DIR/report.html: one self-contained page of the run")
     p.add_argument("run_dir")
+
+    p = sub.add_parser("export", help="export a run's model to ONNX or torch.export (pt2), with model.json")
+    p.add_argument("run_dir")
+    p.add_argument("--format", choices=("onnx", "pt2"), default="onnx")
+    p.add_argument("--out", help="the folder to write (default RUN_DIR/export/FORMAT)")
+    p.add_argument("--force", action="store_true", help="replace an earlier export")
     return parser
 
 
@@ -203,7 +211,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from ._run import predict
 
-    for result in predict(args.run_dir, args.inputs, top_k=args.top):
+    for result in predict(args.run_dir, args.inputs, top_k=args.top, engine=args.engine):
         if args.json:
             print(json.dumps(result))
         elif "top" in result:
@@ -214,6 +222,17 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from ._export import FORMATS, SPEC, export
+
+    folder = export(args.run_dir, format=args.format, out=args.out, force=args.force)
+    spec = json.loads((folder / SPEC).read_text())
+    print(f"exported: {folder / FORMATS[args.format]}  (and {SPEC}: classes, inputs, preprocessing)")
+    print(f"checked against torch on a batch of {spec['checked']['batch']}: max abs difference "
+          f"{spec['checked']['max_abs_diff']:.2g}")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from ._report import write_report
 
@@ -221,5 +240,5 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"report": _report, "list": _list, "info": _info, "plugins": _plugins, "train": _train,
+COMMANDS = {"report": _report, "export": _export, "list": _list, "info": _info, "plugins": _plugins, "train": _train,
             "evaluate": _evaluate, "predict": _predict, "check-plugin": _check_plugin}

@@ -257,8 +257,11 @@ def _reader_for(plugin: str, item: str) -> Any:
     raise TorchrigError(f"Cannot read {item!r}: the {plugin!r} plugin reads {', '.join(known)}.")
 
 
-def predict(run_dir: str | Path, inputs: Sequence[str], *, top_k: int = 3) -> list[dict[str, Any]]:
+def predict(run_dir: str | Path, inputs: Sequence[str], *, top_k: int = 3, engine: str = "torch") -> list[dict[str, Any]]:
     """Predict each input (a file, or ``-`` for lines on stdin) with a run dir's model.
+
+    ``engine="onnxruntime"`` runs the run's ONNX export (``torchrig export RUN``) instead of
+    torch; inputs are read and preprocessed the same way.
 
     Returns:
         One dict per input: ``{"input": ..., "top": [(label, probability), ...]}`` for
@@ -273,8 +276,15 @@ def predict(run_dir: str | Path, inputs: Sequence[str], *, top_k: int = 3) -> li
         load_plugins()
     parts = build(recipe, run_dir, data=False, pretrained=False)  # transforms and model; no datasets needed
     transform = parts.eval_transform
+    if engine not in ("torch", "onnxruntime"):
+        raise TorchrigError(f"Unknown engine {engine!r}; choose torch or onnxruntime.")
     trainer = Trainer(device=recipe["trainer"]["device"], precision=recipe["trainer"]["precision"], progress_bar=False)
-    model = _own_weights(parts, run_dir, trainer.device)
+    if engine == "onnxruntime":
+        from ._export import OnnxEngine
+
+        onnx = OnnxEngine(run_dir)
+    else:
+        model = _own_weights(parts, run_dir, trainer.device)
     classes = meta.get("classes")
     name, kwargs = component(recipe["data"]["dataset"])
     dataset = {"name": name, **kwargs}
@@ -293,7 +303,8 @@ def predict(run_dir: str | Path, inputs: Sequence[str], *, top_k: int = 3) -> li
     for label, raw, collate in samples:
         x = transform(raw) if transform is not None and not protocols.is_batched(transform) else raw
         # a batch of one, through the same collate as training: (inputs, dummy target)
-        output = trainer.predict(model, [collate([(x, 0)])])[0]
+        batch = collate([(x, 0)])
+        output = onnx(batch[0])[0] if engine == "onnxruntime" else trainer.predict(model, [batch])[0]
         if recipe["task"] == "classification":
             probs = output.softmax(-1) if output.numel() > 1 else torch.sigmoid(output)
             k = min(top_k, probs.numel())

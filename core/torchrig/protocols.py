@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "Dataset", "FittedTransform", "BatchedTransform", "Reader", "Model", "ModelBuilder", "TransformBuilder",
-    "NamedWeights", "Shows", "classes", "collate_of", "declared_head", "describe", "from_model", "init_report",
+    "NamedWeights", "Shows", "classes", "collate_of", "base_dataset", "declared_head", "describe", "from_model", "init_report",
     "is_batched", "is_fitted", "lengths", "model_context", "model_kwargs", "named_weights", "preprocessing",
     "reader_collate", "reader_suffixes", "reader_takes_dataset", "shower", "skipped", "targets",
 ]
@@ -95,6 +95,13 @@ def _base(dataset: Any, index: int) -> tuple[Any, int]:
             index = int(dataset.indices[index])
         dataset = dataset.dataset
     return dataset, index
+
+
+def base_dataset(dataset: Any) -> Any:
+    """The dataset a builder made, under any ``Subset`` or wrapper (``.dataset``) layers."""
+    while hasattr(dataset, "dataset"):
+        dataset = dataset.dataset
+    return dataset
 
 
 def describe(dataset: Any, index: int) -> str | None:

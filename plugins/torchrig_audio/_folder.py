@@ -134,6 +134,15 @@ class AudioFolder(Dataset):
         """The sound file of sample ``index`` (for a run's top losses)."""
         return str(self.samples[index][0])
 
+    def preprocessing(self, inputs: Any = None) -> dict[str, Any]:
+        """How a file becomes a model input, for ``model.json``."""
+        o = self.options
+        return {"kind": "audio", "sample_rate": o["sample_rate"], "channels": o["channels"],
+                "decode": "float32 samples in [-1, 1]; channels averaged to mono when channels is 1; "
+                          "resampled to sample_rate",
+                "duration": o["duration"], "max_duration": o["max_duration"],
+                "batch": "zero-pad clips to the longest; lengths holds each clip's samples"}
+
     def show(self, inputs: Any, ax: Any) -> None:
         """Draw one clip as its log-mel spectrogram (features as they are)."""
         show_clip(inputs, ax, sample_rate=self.options["sample_rate"])

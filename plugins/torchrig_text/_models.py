@@ -46,7 +46,15 @@ def _trim(ids: torch.Tensor, lengths: torch.Tensor | None, pad_id: int) -> tuple
     if lengths is None:
         lengths = (ids != pad_id).sum(1).clamp_min(1)
     lengths = lengths.to(ids.device)
+    if _exporting():  # a data-dependent shape; the padding is masked out anyway
+        return ids, lengths
     return ids[:, : int(lengths.max())], lengths
+
+
+def _exporting() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    check = getattr(compiler, "is_exporting", None) or getattr(compiler, "is_compiling", None)
+    return bool(check and check())
 
 
 def _mask(ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -101,12 +109,44 @@ class RNNClassifier(nn.Module):
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         ids, lengths = _trim(ids, lengths, self.pad_id)
+        if _exporting():
+            return self.fc(self.unpacked(self.embedding(ids), lengths))
         packed = pack_padded_sequence(self.embedding(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, hidden = self.rnn(packed)
         if isinstance(hidden, tuple):  # LSTM: (h, c)
             hidden = hidden[0]
         last = torch.cat([hidden[-2], hidden[-1]], dim=1)  # the top layer, both directions
         return self.fc(self.dropout(last))
+
+    def unpacked(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The top layer's final states of both directions, as the packed forward gives them in
+        eval mode, without packing (which exporters cannot trace): each direction runs over the
+        padded batch, the backward one on every sequence reversed within its own length, so
+        padding always comes after a sequence's tokens and never reaches a state that is read."""
+        rnn = self.rnn
+        b, t = x.shape[:2]
+        steps = torch.arange(t, device=x.device)[None, :]
+        n = lengths.to(x.device)[:, None]
+        reverse = torch.where(steps < n, n - 1 - steps, steps)  # (B, T): its own inverse
+        last = (lengths.to(x.device) - 1).clamp(min=0)
+        rows = torch.arange(b, device=x.device)
+        finals: list[torch.Tensor] = []
+        for layer in range(rnn.num_layers):
+            outputs, finals = [], []
+            for suffix in ("", "_reverse"):
+                seq = x[rows[:, None], reverse] if suffix else x
+                params = {f"{name}_l0": getattr(rnn, f"{name}_l{layer}{suffix}")
+                          for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+                out = torch.func.functional_call(self._cell(rnn, seq.shape[-1]), params, (seq,))[0]
+                finals.append(out[rows, last])
+                outputs.append(out[rows[:, None], reverse] if suffix else out)
+            x = torch.cat(outputs, dim=-1)
+        return torch.cat(finals, dim=1)
+
+    @staticmethod
+    def _cell(rnn: nn.RNNBase, inputs: int) -> nn.RNNBase:
+        """A one-layer, one-direction RNN of ``rnn``'s kind: a template for its weights."""
+        return type(rnn)(inputs, rnn.hidden_size, batch_first=True, device="meta")
 
 
 @plugin.model

@@ -168,7 +168,9 @@ def eval_preset(*, size: int | Sequence[int] = 224, crop_ratio: float = 0.875,
     steps: list[Any] = [ToImage(channels), v2.Resize(resize, interpolation=_interpolation(interpolation), antialias=True),
                         v2.CenterCrop(size),
                         v2.ToDtype(torch.float32, scale=True), Normalize(mean, std)]
-    return Preset(steps, {"resize_shorter_side": resize, "interpolation": interpolation, "center_crop": size})
+    return Preset(steps, {"resize_shorter_side": resize, "interpolation": interpolation, "antialias": True,
+                          "resize": "shorter side to resize_shorter_side, longer side int(that * long / short)",
+                          "center_crop": size, "crop": "offsets round((side - center_crop) / 2)"})
 
 
 @plugin.transform
