@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ._finetune import FineTune
     from ._interpret import show_generic, show_image, show_text
     from ._loop import History, Trainer
+    from ._mlflow import MLflowLogger
     from ._metrics import METRIC_NAMES
     from ._plugins import plugin_statuses, register_plugin
     from ._recipe import Recipe, load_recipe
@@ -66,6 +67,7 @@ __all__ = [
     "LRMonitor",
     "CSVLogger",
     "TensorBoardLogger",
+    "MLflowLogger",
     "FineTune",
     "METRIC_NAMES",
     "show_image",
@@ -106,6 +108,7 @@ _LAZY = {
     "LRMonitor": "._callbacks",
     "CSVLogger": "._callbacks",
     "TensorBoardLogger": "._callbacks",
+    "MLflowLogger": "._mlflow",
     "FineTune": "._finetune",
     "show_image": "._interpret",
     "show_text": "._interpret",

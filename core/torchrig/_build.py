@@ -323,6 +323,12 @@ def _callbacks(recipe: Recipe, run_dir: Path, finetune: FineTune | None, *, has_
     callbacks: list[Any] = [ModelCheckpoint(run_dir, monitor=monitor, mode=mode), CSVLogger(run_dir / METRICS)]
     if finetune is not None:
         callbacks.append(finetune)
+    if cfg.get("mlflow") is not None:
+        from ._mlflow import MLflowLogger
+
+        settings = dict(cfg["mlflow"])
+        settings.setdefault("run_name", run_dir.name)
+        callbacks.append(MLflowLogger(**{"experiment": str(recipe["name"]), **settings}, params=recipe.data))
     if cfg.get("early_stopping") is not None:
         es = cfg["early_stopping"]
         callbacks.append(EarlyStopping(monitor, mode=mode, patience=es.get("patience", 3),

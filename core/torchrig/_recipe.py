@@ -70,6 +70,7 @@ SCHEMA: dict[str, Any] = {
         "mode": _Choice("min", "max"),
         "early_stopping": {"patience": int, "min_delta": _NUMBER},
         "finetune": {"freeze_epochs": int, "backbone_lr_scale": _NUMBER},
+        "mlflow": {"tracking_uri": str, "experiment": str, "run_name": str},
     },
 }
 

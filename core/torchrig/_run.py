@@ -151,6 +151,9 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
     from ._report import REPORT, write_report
 
     write_report(run_dir)
+    for callback in parts.callbacks:
+        if hasattr(callback, "log_run_dir"):  # MLflow: final scores, plots and report as artifacts
+            callback.log_run_dir(run_dir, scores)
     print(format_scores(scores))
     if "per_class" in found:
         print(format_per_class(found["per_class"], split))
