@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     )
     from ._checkpoint import load_state, load_weights, save_state, save_weights
     from ._data import BucketBatchSampler, class_folder_files
+    from ._export import export, export_model
     from ._finetune import FineTune
     from ._interpret import show_generic, show_image, show_text
     from ._loop import History, Trainer
@@ -68,6 +69,8 @@ __all__ = [
     "CSVLogger",
     "TensorBoardLogger",
     "MLflowLogger",
+    "export",
+    "export_model",
     "FineTune",
     "METRIC_NAMES",
     "show_image",
@@ -109,6 +112,8 @@ _LAZY = {
     "CSVLogger": "._callbacks",
     "TensorBoardLogger": "._callbacks",
     "MLflowLogger": "._mlflow",
+    "export": "._export",
+    "export_model": "._export",
     "FineTune": "._finetune",
     "show_image": "._interpret",
     "show_text": "._interpret",

@@ -160,9 +160,31 @@ def _culprit(model: nn.Module, flat: nn.Module, tensors: list[torch.Tensor]) -> 
         parent, prefix = failing[1], failing[0] + "."
 
 
-def export_model(model: nn.Module, inputs: Any, path: Path, *, format: str) -> dict[str, Any]:
-    """Export ``model`` (eval mode, CPU) traced on the example ``inputs`` to ``path`` and check
-    the file against torch eager on them; returns the input/output spec for model.json."""
+def export_model(model: nn.Module, inputs: Any, path: str | Path, *, format: str = "onnx") -> dict[str, Any]:
+    """Export any ``nn.Module`` (in eval mode, on the CPU), traced on an example batch, and check
+    the file against torch on that batch and on one of another size (and length).
+
+    Args:
+        model: the model; its output may be a tensor or an object with ``logits``.
+        inputs: an example batch's inputs: a tensor, a tuple ``(x, lengths)`` (then the time
+            axis is dynamic too), or a dict of tensors (``input_ids``, ``attention_mask``).
+        path: the file to write (``.onnx`` or ``.pt2``).
+        format: ``"onnx"`` (``torch.onnx.export``, needs ``torchrig[onnx]``) or ``"pt2"``
+            (``torch.export.save``).
+
+    Returns:
+        The inputs' and output's names, dtypes and symbolic shapes (``"batch"``, ``"time"``), and
+        the max abs difference found on the example batch.
+
+    Raises:
+        TorchrigError: the model cannot be exported (naming the cause, the operator and the
+            innermost module that fails alone), or the file's outputs differ from torch's.
+
+    Example::
+
+        spec = torchrig.export_model(model.eval(), torch.rand(2, 3, 224, 224), "model.onnx")
+    """
+    path = Path(path)
     if format not in FORMATS:
         raise TorchrigError(f"Unknown export format {format!r}; choose one of {', '.join(FORMATS)}.")
     kind, names, tensors = flatten(inputs)

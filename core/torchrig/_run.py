@@ -110,10 +110,13 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
         atomic_write(run_dir / META, json.dumps(meta, indent=2).encode())
 
     loss_fn = parts.loss
+    interpreting = 0.0  # seconds on plots of samples and the held-out interpretation (summary.json)
     if zero and not resume:  # before training: a run whose augmentation is wrong can be stopped now
         from ._interpret import draw_train_batch
 
+        tick = time.perf_counter()
         draw_train_batch(parts, generator, run_dir / "plots" / "train_batch.png")
+        interpreting += time.perf_counter() - tick
     history = trainer.fit(model, parts.loaders["train"], loss_fn, parts.optimizer, val_loader=parts.loaders.get("val"),
                           scheduler=parts.scheduler, metrics=recipe["metrics"], resume=resume)
 
@@ -131,12 +134,15 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
 
     learning_curves(list(history), plots / "learning_curves.png")
     split = held_out(parts)
+    tick = time.perf_counter()
     found = interpret(trainer, model, parts, split, loss_fn, run_dir)
+    interpreting += time.perf_counter() - tick
     summary = {
         **scores,
         "best_epoch": next((cb.best_epoch for cb in parts.callbacks if isinstance(cb, ModelCheckpoint)), None),
         "epochs": len(history),
         "wall_time_s": round(time.time() - started, 2),
+        "interpretation_s": round(interpreting, 3),
         "device": str(trainer.device),
         "precision": trainer.precision,
         "classes": parts.classes,
