@@ -28,9 +28,7 @@ from ._weights import build_model as build_model_with_weights
 __all__ = ["Parts", "build", "build_loss", "build_model", "build_optimizer", "build_scheduler", "build_transforms",
            "fit_transforms", "prepare_weights", "share_model_settings"]
 
-# A run dir's files, named in this one place (sklearn's save_run / from_run use them too).
-RECIPE, META, SUMMARY, FITTED = "recipe.yaml", "meta.json", "summary.json", "fitted.json"
-WEIGHTS, STATE, METRICS = "weights.safetensors", "state.pt", "metrics.csv"
+from ._files import FITTED, META, METRICS, RECIPE, STATE, SUMMARY, WEIGHTS  # noqa: F401  (a run dir's files)
 
 
 # ---------------------------------------------------------------- building

@@ -12,35 +12,15 @@ import contextlib
 import io
 import os
 import pickle
-import secrets
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ._errors import TorchrigError
+from ._files import _fsync_dir, atomic_write  # noqa: F401  (atomic_write: re-exported)
 
 __all__ = ["save_weights", "load_weights", "save_state", "load_state", "atomic_write"]
-
-
-def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"  # os entropy: seeded RNGs untouched
-    try:
-        # Created inside the try: a Ctrl-C at any point leaves no temp file behind.
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-    return path
 
 
 def save_weights(path: str | os.PathLike, state_dict: dict[str, torch.Tensor],
@@ -142,13 +122,4 @@ def _existing(path: str | os.PathLike, what: str) -> Path:
         raise TorchrigError(f"No {what} at {str(path)!r}.{hint}")
     return path
 
-
-def _fsync_dir(folder: Path) -> None:
-    if os.name != "posix":  # Windows cannot open a directory for fsync
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 

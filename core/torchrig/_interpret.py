@@ -17,8 +17,8 @@ import torch
 
 from . import protocols
 from ._checkpoint import atomic_write
+from ._files import TOP_LOSSES
 
-TOP_LOSSES = "top_losses.json"
 TOP_N = 12  # held-out samples in top_losses.png / .json
 BATCH_N = 16  # training samples in train_batch.png
 
@@ -234,7 +234,8 @@ def draw_grid(items: list[tuple[Any, str]], show: Callable | None, path: Path, *
         ax.set_yticks([])
         ax.set_xlabel(caption, fontsize=7.5)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.06 / rows, top=1 - 0.25 / (3.1 * rows), wspace=0.08,
+                        hspace=0.35)  # fixed margins: tight_layout would cost a third of the plot's time
     return save(fig, path, dpi=90)
 
 

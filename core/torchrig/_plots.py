@@ -25,7 +25,8 @@ def save(fig: Any, path: Path, dpi: int = 110) -> Path:
     from ._checkpoint import atomic_write
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    # fast zlib level: a plot compresses about as well, in a fraction of the time of the default
+    fig.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
     _pyplot().close(fig)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, buffer.getvalue())

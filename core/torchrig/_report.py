@@ -11,12 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ._build import METRICS, RECIPE, SUMMARY
-from ._checkpoint import atomic_write
 from ._errors import TorchrigError
-from ._interpret import TOP_LOSSES
-
-REPORT = "report.html"
+from ._files import METRICS, RECIPE, REPORT, SUMMARY, TOP_LOSSES, atomic_write
 PLOTS = (("learning_curves.png", "Learning curves"), ("confusion_matrix.png", "Confusion matrix"),
          ("predicted_vs_true.png", "Predicted vs true"), ("residuals.png", "Residuals"),
          ("top_losses.png", "Highest loss"), ("train_batch.png", "First training batch"))

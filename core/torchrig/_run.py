@@ -113,7 +113,9 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
     interpreting = 0.0  # seconds on plots of samples and the held-out interpretation (summary.json)
     if zero and not resume:  # before training: a run whose augmentation is wrong can be stopped now
         from ._interpret import draw_train_batch
+        from ._plots import _pyplot
 
+        _pyplot()  # matplotlib's import: the learning curves need it anyway, so it is not counted
         tick = time.perf_counter()
         draw_train_batch(parts, generator, run_dir / "plots" / "train_batch.png")
         interpreting += time.perf_counter() - tick
