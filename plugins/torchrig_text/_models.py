@@ -75,6 +75,10 @@ class EmbeddingBagClassifier(nn.Module):
             self.embedding.weight[pad_id].zero_()
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if _exporting():  # the same mean as a lookup and a masked sum: ONNX runs EmbeddingBag as a loop per bag
+            keep = (ids != self.embedding.padding_idx).unsqueeze(-1).to(self.embedding.weight.dtype)
+            total = (nn.functional.embedding(ids, self.embedding.weight) * keep).sum(1)
+            return self.fc(total / keep.sum(1).clamp(min=1))
         return self.fc(self.embedding(ids))
 
 
