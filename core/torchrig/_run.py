@@ -206,6 +206,9 @@ def open_run(run_dir: str | Path) -> tuple[Recipe, dict[str, Any]]:
     """The resolved recipe and meta of a run dir, with a clear error if it is not one."""
     run_dir = Path(run_dir)
     missing = [f for f in (RECIPE, META, WEIGHTS) if not (run_dir / f).is_file()]
+    if missing == [WEIGHTS]:
+        raise TorchrigError(f"The run in {str(run_dir)!r} never finished an epoch (no {WEIGHTS} yet). Resume it "
+                            f"(torchrig train RECIPE --out {run_dir} --resume) or train again.")
     if missing:
         raise TorchrigError(f"{str(run_dir)!r} is not a torchrig run dir: missing {', '.join(missing)}. "
                             "Pass the folder that `torchrig train` printed as 'run dir'.")

@@ -123,15 +123,49 @@ def _check_dataset(entry: Any, report: PluginReport) -> Any:
         problems.append(f"`lengths` has {len(lengths)} entries for {len(ds)} samples")
     if not problems and len(ds) > 0:
         try:
-            _batch(ds)
+            batch = _batch(ds)
         except Exception as exc:  # noqa: BLE001
             problems.append(f"two samples do not batch ({type(exc).__name__}: {exc}); give it a collate_fn")
+        else:
+            problems += _check_hooks(ds, batch)
     if problems:
         report.add("FAIL", entry.name, "; ".join(problems))
         return None
     extra = f", model_kwargs {sizes}" if sizes else ""
     report.add("ok", entry.name, f"{len(ds)} samples, {len(classes) if classes else 'no'} classes{extra}")
     return ds
+
+
+def _check_hooks(ds: Any, batch: Any) -> list[str]:
+    """The optional interpretation and export hooks, where a dataset has them: ``describe(i)``,
+    ``show(inputs, ax)`` on a batched sample, ``preprocessing(inputs)`` as JSON."""
+    from ._interpret import _take
+
+    problems = []
+    sample = _take(batch[0], 0)
+    if callable(getattr(ds, "describe", None)):
+        try:
+            described = ds.describe(0)
+            if not isinstance(described, str):
+                problems.append(f"describe(0) returned a {type(described).__name__}, not a str (a path or a text)")
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"describe(0) raised {type(exc).__name__}: {exc}")
+    if callable(getattr(ds, "show", None)):
+        from ._plots import _pyplot
+
+        fig, ax = _pyplot().subplots()
+        try:
+            ds.show(sample, ax)
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"show(inputs, ax) raised {type(exc).__name__}: {exc}")
+        finally:
+            _pyplot().close(fig)
+    if getattr(ds, "preprocessing", None) is not None:
+        try:
+            json.dumps(protocols.preprocessing(ds, sample))
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"preprocessing(inputs) is not JSON data ({type(exc).__name__}: {exc})")
+    return problems
 
 
 def _batch(ds: Any, pipeline: Any = None, n: int = 2) -> tuple[Any, Any]:

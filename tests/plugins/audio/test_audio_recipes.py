@@ -55,6 +55,11 @@ def test_folder_recipe_one_epoch_then_predict_and_evaluate(tone_folder, bad_file
 
     assert main(["evaluate", str(run)]) == 0
     assert "accuracy" in capsys.readouterr().out
+    # the interpretation names each held-out clip by its file, and draws it as a log-mel spectrogram
+    top = json.loads((run / "top_losses.json").read_text())["samples"]
+    assert top and all(Path(s["input"]).is_file() and Path(s["input"]).is_relative_to(tone_folder) for s in top)
+    for plot in ("top_losses.png", "train_batch.png"):
+        assert (run / "plots" / plot).stat().st_size > 10_000
     assert main(["predict", str(run), str(bad_files["silent"])]) == 2
     assert "silent.wav" in capsys.readouterr().err
 

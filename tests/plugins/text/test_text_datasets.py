@@ -101,6 +101,8 @@ def test_csv_recipe_trains_and_predicts_from_stdin(tmp_path, monkeypatch, capsys
                  "--set", "data.eval_transform.min_freq=1"]) == 0
     fitted = json.loads((run / "fitted.json").read_text())
     assert "<pad>" in fitted["train_transform"]["vocab"]["itos"]
+    texts = set(read_csv_texts(data))  # top losses name each held-out sample by its text
+    assert all(s["input"] in texts for s in json.loads((run / "top_losses.json").read_text())["samples"])
     assert "vocab_size:" in (run / "recipe.yaml").read_text()
     capsys.readouterr()
     monkeypatch.setattr("sys.stdin", io.StringIO("what a wonderful story\n\na boring waste\n"))
@@ -112,6 +114,12 @@ def test_csv_recipe_trains_and_predicts_from_stdin(tmp_path, monkeypatch, capsys
     note.write_text("i loved it, brilliant")
     assert main(["predict", str(run), str(note)]) == 0
     assert capsys.readouterr().out.startswith(f"{note}: ")
+
+
+def read_csv_texts(path):
+    import csv
+
+    return [row["review"] for row in csv.DictReader(open(path, encoding="utf-8"))]
 
 
 @pytest.mark.slow

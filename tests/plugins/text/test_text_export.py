@@ -57,3 +57,27 @@ def test_encoder_draws_the_tokens_the_model_sees():
     encoder.show((torch.cat([ids, torch.zeros(3, dtype=torch.long)]), torch.tensor(len(ids))), ax)
     assert [t.get_text() for t in ax.texts] == ["the <unk> sat"]
     _pyplot().close(fig)
+
+
+@pytest.mark.parametrize("format", ["onnx", "pt2"])
+def test_transformers_model_exports_with_dynamic_batch_and_time(tmp_path, format):
+    """text/hf (a tiny BERT saved here) takes input_ids and attention_mask: both axes stay open."""
+    transformers = pytest.importorskip("transformers")
+    if not transformers.utils.is_torch_available() or not hasattr(torch.export.Dim, "DYNAMIC"):
+        pytest.skip(f"needs torch >= 2.6 for transformers and torch.export (this is {torch.__version__})")
+    pytest.importorskip("onnxruntime" if format == "onnx" else "torch")
+    from hf_models import make_tiny_bert
+
+    from torchrig._export import run_exported
+
+    folder = make_tiny_bert(tmp_path / "bert", TRAIN)
+    model = torchrig.get_model("text/hf", checkpoint=str(folder), num_classes=3).eval()
+    tok = torchrig.get_transform("text/hf_tokenizer", checkpoint=str(folder))
+    spec = torchrig.export_model(model, tok.encode_padded(TRAIN[:3]), tmp_path / f"m.{format}", format=format)
+    assert [(i["name"], i["shape"]) for i in spec["inputs"]] == [("input_ids", ["batch", "time"]),
+                                                                 ("attention_mask", ["batch", "time"])]
+    other = tok.encode_padded(TEXTS[:3] + TRAIN[3:5])
+    with torch.no_grad():
+        expected = model(**other)
+    got = run_exported(tmp_path / f"m.{format}", format, ["input_ids", "attention_mask"], list(other.values()))
+    assert (got - expected).abs().max() <= 1e-4
