@@ -3,6 +3,8 @@ the same quality with the same global batch; resume; one failing rank brings eve
 
 from __future__ import annotations
 
+import importlib.util
+
 import csv
 import json
 import os
@@ -65,9 +67,20 @@ def runs(tmp_path_factory):
     (root / "r.yaml").write_text(RECIPE)
     single = torchrig("train", "r.yaml", "--out", "single", "--quiet", cwd=root)
     assert single.returncode == 0, single.stderr
-    ddp = torchrig("train", "r.yaml", "--out", "ddp", "--quiet", "--nproc", "2", "--set", "data.batch_size=32", cwd=root)
+    tracked = ["--set", "trainer.mlflow={experiment: ddp}"] if importlib.util.find_spec("mlflow") else []
+    ddp = torchrig("train", "r.yaml", "--out", "ddp", "--quiet", "--nproc", "2", "--set", "data.batch_size=32",
+                   *tracked, cwd=root)
     assert ddp.returncode == 0, ddp.stderr
     return root, ddp
+
+
+def test_ddp_logs_to_mlflow_from_rank_zero_alone(runs):
+    mlflow = pytest.importorskip("mlflow")
+    root, _ = runs
+    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("ddp").experiment_id])  # one run, not one per rank
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2, 3, 4, 5, 6]
+    assert run.info.status == "FINISHED"
 
 
 # From `python benchmarks/spread.py --cases ddp` (this recipe, seeds 0-4, OMP_NUM_THREADS 1 and 2;
