@@ -134,6 +134,41 @@ def rig_plugin(monkeypatch):
     _plugins.reset()
 
 
+TINY_RECIPE = """\
+name: digits-mlp
+data:
+  dataset: {name: t/digits, limit: 600}
+  split: {val: 0.15, test: 0.2}
+  batch_size: 32
+model: {name: t/mlp, hidden: 32}
+optimizer: {name: adamw, lr: 0.005}
+metrics: [accuracy, f1]
+trainer: {max_epochs: 2}
+"""
+
+
+@pytest.fixture
+def tiny_run(rig_plugin, tmp_path):
+    """A finished run dir, trained through the CLI in a few seconds: the digits MLP of `rig_plugin`."""
+    from torchrig._cli import main
+
+    (tmp_path / "tiny.yaml").write_text(TINY_RECIPE)
+    assert main(["train", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    return tmp_path / "run"
+
+
+@pytest.fixture
+def digests():
+    """``digests(folder)``: every file under it and its sha256, to show a command changed nothing."""
+    import hashlib
+
+    def of(folder):
+        return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    return of
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``gpu`` need CUDA; on machines without it they are skipped, not failed."""
     if torch.cuda.is_available():

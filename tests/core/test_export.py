@@ -5,7 +5,6 @@ bad input gets one clear line and leaves the run dir as it was."""
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 
@@ -105,32 +104,12 @@ def test_models_that_cannot_be_exported_name_the_cause(tmp_path):
     assert not (tmp_path / "e.pt2").exists()
 
 
-RECIPE = """\
-name: digits-mlp
-data:
-  dataset: {name: t/digits, limit: 500}
-  split: {val: 0.15, test: 0.2}
-  batch_size: 32
-model: {name: t/mlp, hidden: 32}
-optimizer: {name: adamw, lr: 0.005}
-metrics: [accuracy]
-trainer: {max_epochs: 2}
-"""
-
-
-def _tree(folder):
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 @pytest.fixture
-def run(rig_plugin, tmp_path):
-    (tmp_path / "r.yaml").write_text(RECIPE)
-    assert main(["train", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "run"), "--quiet"]) == 0
-    return tmp_path / "run"
+def run(tiny_run):
+    return tiny_run
 
 
-def test_export_then_predict_with_onnxruntime(run, tmp_path, capsys):
+def test_export_then_predict_with_onnxruntime(run, tmp_path, capsys, digests):
     (tmp_path / "x.csv").write_text(",".join(["0.5"] * 64))
     assert main(["predict", str(run), str(tmp_path / "x.csv"), "--engine", "onnxruntime"]) == 2
     err = capsys.readouterr().err
@@ -163,10 +142,10 @@ def test_export_then_predict_with_onnxruntime(run, tmp_path, capsys):
         assert max(abs(p - q) for (_, p), (_, q) in zip(a["top"], b["top"])) <= 1e-5
 
     # an export is never replaced silently; --force does
-    before = _tree(run)
+    before = digests(run)
     assert main(["export", str(run)]) == 2
     assert "already holds an export; pass --force" in capsys.readouterr().err
-    assert _tree(run) == before
+    assert digests(run) == before
     assert main(["export", str(run), "--format", "pt2"]) == 0
     assert main(["export", str(run), "--force"]) == 0
     assert sorted(p.name for p in (run / "export").iterdir()) == ["onnx", "pt2"]  # no staging folder left
@@ -178,9 +157,9 @@ def test_export_then_predict_with_onnxruntime(run, tmp_path, capsys):
     assert "made from other weights" in capsys.readouterr().err
 
 
-def test_export_refuses_what_is_not_a_run(rig_plugin, tmp_path, capsys):
+def test_export_refuses_what_is_not_a_run(rig_plugin, tmp_path, capsys, digests):
     (tmp_path / "a.txt").write_text("x")
-    before = _tree(tmp_path)
+    before = digests(tmp_path)
     assert main(["export", str(tmp_path), "--format", "pt2"]) == 2
     assert "is not a torchrig run dir" in capsys.readouterr().err
-    assert _tree(tmp_path) == before
+    assert digests(tmp_path) == before

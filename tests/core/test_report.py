@@ -14,18 +14,6 @@ import pytest
 
 from torchrig._cli import main
 
-RECIPE = """\
-name: digits-mlp
-data:
-  dataset: {name: t/digits, limit: 600}
-  split: {val: 0.15, test: 0.2}
-  batch_size: 32
-model: {name: t/mlp, hidden: 32}
-optimizer: {name: adamw, lr: 0.005}
-metrics: [accuracy, f1]
-trainer: {max_epochs: 2}
-"""
-
 # Put first in <head>: records errors (scripts, failed loads, console.error) and, once the page
 # has loaded, writes every image's natural width into the DOM that --dump-dom prints.
 PROBE = """<script>
@@ -49,16 +37,9 @@ def _chromium():
     return found
 
 
-def _tree(folder):
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 @pytest.fixture
-def run(rig_plugin, tmp_path):
-    (tmp_path / "r.yaml").write_text(RECIPE)
-    assert main(["train", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "run"), "--quiet"]) == 0
-    return tmp_path / "run"
+def run(tiny_run):
+    return tiny_run
 
 
 def test_report_is_one_self_contained_page_that_chromium_renders(run, tmp_path, capsys):
@@ -86,13 +67,13 @@ def test_report_is_one_self_contained_page_that_chromium_renders(run, tmp_path, 
     assert len(probe["widths"]) == 4 and all(w > 0 for w in probe["widths"])
 
 
-def test_report_refuses_what_is_not_a_finished_run(rig_plugin, run, tmp_path, capsys):
+def test_report_refuses_what_is_not_a_finished_run(rig_plugin, run, tmp_path, capsys, digests):
     folder = tmp_path / "photos"
     folder.mkdir()
     (folder / "a.txt").write_text("x")
     assert main(["report", str(folder)]) == 2
     assert "is not a torchrig run dir" in capsys.readouterr().err
-    assert _tree(folder) == {"a.txt": hashlib.sha256(b"x").hexdigest()}
+    assert digests(folder) == {"a.txt": hashlib.sha256(b"x").hexdigest()}
 
     # a run that stopped before its first epoch ended: recipe and meta, no epoch in metrics.csv
     early = tmp_path / "early"
@@ -100,13 +81,13 @@ def test_report_refuses_what_is_not_a_finished_run(rig_plugin, run, tmp_path, ca
     for name in ("recipe.yaml", "meta.json"):
         shutil.copy(run / name, early / name)
     (early / "metrics.csv").write_text("epoch,train_loss\n")
-    before = _tree(early)
+    before = digests(early)
     assert main(["report", str(early)]) == 2
     assert "never finished an epoch" in capsys.readouterr().err
-    assert _tree(early) == before
+    assert digests(early) == before
 
     (run / "summary.json").write_text("{not json")
-    before = _tree(run)
+    before = digests(run)
     assert main(["report", str(run)]) == 2
     assert "summary.json' is not valid JSON" in capsys.readouterr().err
-    assert _tree(run) == before
+    assert digests(run) == before
