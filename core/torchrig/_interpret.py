@@ -143,6 +143,9 @@ def draw_train_batch(parts: Any, generator: torch.Generator | None, path: Path) 
     Every random state is put back, so training draws exactly what it would have."""
     copy_ = torch.Generator().set_state(generator.get_state()) if generator is not None else None
     loader = parts.loader("train", train=True, generator=copy_)
+    set_epoch = getattr(loader.sampler, "set_epoch", None)
+    if set_epoch is not None:
+        set_epoch(1)  # the permutation the Trainer draws for epoch 1
     py_state = random.getstate()
     np_state = _numpy_state()
     with torch.random.fork_rng(devices=[]):

@@ -122,6 +122,21 @@ def test_drawing_the_first_batch_changes_nothing_training_draws(plugin, tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_the_drawn_batch_is_the_first_one_training_takes(plugin, tmp_path, monkeypatch):
+    from torchrig import _interpret
+
+    (tmp_path / "r.yaml").write_text(RECIPE)
+    parts = torchrig.build(torchrig.load_recipe(tmp_path / "r.yaml"))
+    drawn = []
+    collate = _interpret._collate
+    monkeypatch.setattr(_interpret, "_collate", lambda loader, indices: drawn.append(indices) or collate(loader, indices))
+    generator = parts.loaders["train"].generator
+    _interpret.draw_train_batch(parts, generator, tmp_path / "batch.png")
+    loader = parts.loaders["train"]
+    loader.sampler.set_epoch(1)  # as Trainer.fit does before its first epoch
+    assert drawn == [next(iter(loader.batch_sampler))[:16]]
+
+
 def test_regression_run_plots_predictions_and_residuals(plugin, tmp_path):
     recipe = """\
 task: regression
