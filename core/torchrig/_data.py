@@ -121,35 +121,114 @@ def _plain(t: Any) -> Any:
     return t.item() if isinstance(t, torch.Tensor) and t.ndim == 0 else t
 
 
-def carve(dataset: Dataset, fractions: dict[str, float], *, seed: int, stratify: bool) -> dict[str, Subset]:
+def carve(dataset: Dataset, fractions: dict[str, float], *, seed: int, stratify: bool,
+          groups: Sequence[Any] | None = None) -> dict[str, Subset]:
     """Split ``dataset`` into ``train`` and the named fractions, seeded (and stratified by class).
 
-    The split depends only on ``seed`` and the targets, so evaluate/predict can recompute it.
+    With ``groups`` (one label per sample: a speaker, a patient), whole groups go to one split
+    each, so no group is in two splits: the groups are shuffled (seeded) and each split takes
+    groups until it holds its share of the samples.
+
+    The split depends only on ``seed``, the targets and the groups, so evaluate/predict can
+    recompute it.
     """
     n = len(dataset)
     generator = torch.Generator().manual_seed(seed)
-    groups: list[list[int]]
+    if groups is not None:
+        parts = _carve_groups(groups, fractions, generator)
+    else:
+        parts = _carve_samples(dataset, fractions, generator, stratify)
+    for name, idx in parts.items():
+        if not idx:
+            more = " (whole groups: fewer, larger groups leave less room)" if groups is not None else ""
+            raise TorchrigError(f"The {name} split is empty: the dataset has {n} samples{more}. "
+                                "Lower data.split fractions or use a larger dataset.")
+    return {name: Subset(dataset, sorted(idx)) for name, idx in parts.items()}
+
+
+def _carve_samples(dataset: Dataset, fractions: dict[str, float], generator: torch.Generator,
+                   stratify: bool) -> dict[str, list[int]]:
+    n = len(dataset)
+    strata: list[list[int]]
     if stratify:
         by_class: dict[Any, list[int]] = {}
         for i, t in enumerate(targets_of(dataset)):
             by_class.setdefault(t, []).append(i)
-        groups = [by_class[k] for k in sorted(by_class, key=str)]
+        strata = [by_class[k] for k in sorted(by_class, key=str)]
     else:
-        groups = [list(range(n))]
+        strata = [list(range(n))]
     parts: dict[str, list[int]] = {name: [] for name in ("train", *fractions)}
-    for group in groups:
-        order = [group[i] for i in torch.randperm(len(group), generator=generator).tolist()]
+    for stratum in strata:
+        order = [stratum[i] for i in torch.randperm(len(stratum), generator=generator).tolist()]
         start = 0
         for name, fraction in fractions.items():
-            count = round(fraction * len(group))
+            count = round(fraction * len(stratum))
             parts[name] += order[start:start + count]
             start += count
         parts["train"] += order[start:]
-    for name, idx in parts.items():
-        if not idx:
-            raise TorchrigError(f"The {name} split is empty: the dataset has {n} samples. "
-                                "Lower data.split fractions or use a larger dataset.")
-    return {name: Subset(dataset, sorted(idx)) for name, idx in parts.items()}
+    return parts
+
+
+def _carve_groups(groups: Sequence[Any], fractions: dict[str, float],
+                  generator: torch.Generator) -> dict[str, list[int]]:
+    import warnings
+
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(str(g), []).append(i)
+    names = sorted(members)
+    order = [names[i] for i in torch.randperm(len(names), generator=generator).tolist()]
+    parts: dict[str, list[int]] = {name: [] for name in ("train", *fractions)}
+    n = len(groups)
+    targets = {name: round(fraction * n) for name, fraction in fractions.items()}
+    for group in order:
+        size = len(members[group])
+        # the first split still short of its share takes the group; the rest go to train
+        open_ = [name for name in fractions if len(parts[name]) < targets[name]]
+        if not open_:
+            parts["train"] += members[group]
+            continue
+        name = open_[0]
+        if size > targets[name] and not parts[name]:
+            warnings.warn(f"data.split.group_by: group {group!r} has {size} samples, more than the {name} share "
+                          f"({targets[name]} of {n}); the {name} split holds it whole, so it is larger than asked.",
+                          stacklevel=2)
+        parts[name] += members[group]
+    return parts
+
+
+def groups_of(dataset: Dataset, group_by: str) -> list[str]:
+    """Each sample's group: the dataset's field ``group_by`` (a sequence, one entry per sample),
+    or else ``group_by`` as a regular expression on each sample's file name (its first
+    parenthesised group, or the whole match), e.g. ``'^[^_]+_([^_]+)_'`` for ``7_jackson_32.wav``."""
+    import re
+
+    field = getattr(dataset, group_by, None) if group_by.isidentifier() else None
+    if field is not None and not callable(field):
+        values = list(field)
+        if len(values) != len(dataset):
+            raise TorchrigError(f"data.split.group_by: the dataset's {group_by!r} has {len(values)} entries for "
+                                f"{len(dataset)} samples.")
+        return [str(v) for v in values]
+    try:
+        pattern = re.compile(group_by)
+    except re.error as exc:
+        raise TorchrigError(f"data.split.group_by: {group_by!r} is neither a field of the dataset "
+                            f"({type(dataset).__name__}) nor a valid regular expression ({exc}).") from None
+    found = []
+    for i in range(len(dataset)):
+        source = protocols.describe(dataset, i)
+        if source is None:
+            raise TorchrigError(f"data.split.group_by: {type(dataset).__name__} has no field {group_by!r} and does "
+                                "not name its samples' files (describe), so a regular expression has nothing to read.")
+        name = Path(source).name
+        match = pattern.search(name)
+        if match is None:
+            raise TorchrigError(f"data.split.group_by: {group_by!r} matches no group in the file name {name!r} "
+                                f"(of {source!r}). Write a regular expression whose first group is the group, "
+                                "e.g. '^[^_]+_([^_]+)_' for 7_jackson_32.wav.")
+        found.append(match.group(1) if pattern.groups else match.group(0))
+    return found
 
 
 def build_splits(recipe: Recipe) -> tuple[dict[str, Dataset], dict[str, Any]]:
@@ -181,10 +260,17 @@ def build_splits(recipe: Recipe) -> tuple[dict[str, Dataset], dict[str, Any]]:
     }
     fractions = {s: float(data["split"].get(s, 0)) for s in ("val", "test")
                  if s not in splits and float(data["split"].get(s, 0)) > 0}
+    group_by = data["split"].get("group_by")
     if fractions:
+        groups = groups_of(splits["train"], group_by) if group_by else None
         carved = carve(splits["train"], fractions, seed=int(recipe["seed"]),
-                       stratify=recipe["task"] == "classification")
+                       stratify=recipe["task"] == "classification", groups=groups)
         splits.update(carved)
+        if groups is not None:
+            info["groups"] = {name: len({groups[i] for i in part.indices}) for name, part in carved.items()}
+    elif group_by:
+        raise recipe.error(("data", "split", "group_by"), f"group_by has nothing to split: {name!r} gives its own "
+                                                          "val and test splits, or data.split asks for none.")
     return splits, info
 
 

@@ -149,6 +149,7 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
         "precision": trainer.precision,
         "classes": parts.classes,
         "skipped": parts.info["skipped"],
+        **({"groups": parts.info["groups"]} if "groups" in parts.info else {}),
         **({"weights": {"source": str(component(recipe["model"])[1]["weights"]), "kind": weights.kind, "file": str(weights.path),
                         "sha256": weights.sha256(), "report": str(report)}} if weights is not None else {}),
         **({"init": init_report} if init_report else {}),
