@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from . import _dist, protocols
 from ._callbacks import CSVLogger, EarlyStopping, ModelCheckpoint
 from ._checkpoint import atomic_write
-from ._data import TransformedDataset, build_splits, build_transform, collate_of, lengths_of, make_loader
+from ._data import TransformedDataset, build_splits, build_transform, collate_of, lengths_of, make_loader, targets_of
 from ._device import resolve_device
 from ._errors import TorchrigError
 from ._finetune import FineTune
@@ -114,9 +114,61 @@ def own_weights_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in split_weights_kwargs(kwargs)[0].items() if k not in INIT_KEYS}
 
 
-def build_loss(recipe: Recipe) -> Any:
+def build_loss(recipe: Recipe, *, classes: list[str] | None = None, targets: list[Any] | None = None) -> Any:
+    """The recipe's loss; ``class_weights`` (``balanced``, a list, or a mapping of class name to
+    weight) become its ``weight`` (``pos_weight`` for a binary BCE loss), from the training
+    split's ``targets``."""
     name, kwargs = component(recipe["loss"])
-    return resolve_loss(name)(**kwargs)
+    cls = resolve_loss(name)
+    spec = kwargs.pop("class_weights", None)
+    if spec is not None:
+        weights = class_weights(spec, classes, targets)
+        if "weight" in inspect.signature(cls).parameters:
+            kwargs["weight"] = weights
+        else:  # BCEWithLogitsLoss: one output, positives weighed against negatives
+            if len(weights) != 2:
+                raise TorchrigError(f"loss {name!r} weighs the positive class of a binary task; these data have "
+                                    f"{len(weights)} classes. Use cross_entropy for class weights.")
+            kwargs["pos_weight"] = weights[1:] / weights[0]
+    return cls(**kwargs)
+
+
+def class_weights(spec: Any, classes: list[str] | None, targets: list[Any] | None) -> torch.Tensor:
+    """One weight per class: ``balanced`` is scikit-learn's ``n_samples / (n_classes * count)``
+    over the training targets; a list is taken as it is; a mapping names classes (others: 1)."""
+    from ._errors import did_you_mean
+
+    if not classes:
+        raise TorchrigError("loss.class_weights needs the dataset's classes (its `classes` attribute).")
+    n = len(classes)
+    if spec == "balanced":
+        counts = torch.bincount(torch.as_tensor([int(t) for t in targets or []], dtype=torch.long), minlength=n)
+        if (counts == 0).any():
+            empty = [classes[i] for i in (counts == 0).nonzero().flatten().tolist()]
+            raise TorchrigError(f"loss.class_weights: balanced: the training split has no sample of {', '.join(empty)}.")
+        return counts.sum() / (n * counts.double()).float()
+    if isinstance(spec, list):
+        if len(spec) != n:
+            raise TorchrigError(f"loss.class_weights has {len(spec)} weights for {n} classes "
+                                f"({', '.join(classes)}); give one per class, in that order.")
+        return torch.tensor(spec, dtype=torch.float32)
+    unknown = [k for k in spec if k not in classes]
+    if unknown:
+        raise TorchrigError(f"loss.class_weights names {unknown[0]!r}, which is not a class."
+                            f"{did_you_mean(str(unknown[0]), classes)} The classes: {', '.join(classes)}.")
+    return torch.tensor([float(spec.get(c, 1.0)) for c in classes], dtype=torch.float32)
+
+
+def class_counts(parts: Parts) -> dict[str, dict[str, int]]:
+    """Samples per class in each split (for summary.json)."""
+    if not parts.classes:
+        return {}
+    found = {}
+    for split, dataset in parts.splits.items():
+        counts = torch.bincount(torch.as_tensor([int(t) for t in targets_of(dataset)], dtype=torch.long),
+                                minlength=len(parts.classes))
+        found[split] = {c: int(k) for c, k in zip(parts.classes, counts.tolist())}
+    return found
 
 
 def build_optimizer(recipe: Recipe, model: torch.nn.Module, finetune: FineTune | None = None) -> torch.optim.Optimizer:
@@ -240,8 +292,10 @@ class Parts:
         else:
             dataset = TransformedDataset(self.splits[split], transform)
             collate = collate_of(self.splits["train"]) or protocols.collate_of(transform)
+        balanced = train and self.recipe["data"].get("sampler") == "balanced"
         return make_loader(dataset, self.recipe, train=train, device=self.device, generator=generator,
-                           collate_fn=collate, lengths=lengths)
+                           collate_fn=collate, lengths=lengths,
+                           targets=targets_of(self.splits[split]) if balanced else None)
 
 
 def build(recipe: Recipe, run_dir: str | Path | None = None, *, data: bool = True, pretrained: bool = True,
@@ -296,7 +350,9 @@ def build(recipe: Recipe, run_dir: str | Path | None = None, *, data: bool = Tru
         parts.loaders["val"] = parts.loader("val")
     _model(parts, name, kwargs, pretrained=pretrained, weights=weights)
     cfg = recipe["trainer"]
-    parts.loss = build_loss(recipe)
+    classification = recipe["task"] == "classification" and bool(parts.classes)
+    parts.loss = build_loss(recipe, classes=parts.classes,
+                            targets=targets_of(parts.splits["train"]) if classification else None)
     parts.finetune = FineTune(**cfg["finetune"]) if cfg.get("finetune") is not None else None
     parts.optimizer = build_optimizer(recipe, parts.model, parts.finetune)
     parts.scheduler, parts.scheduler_interval = build_scheduler(recipe, parts.optimizer, len(train_loader))

@@ -117,6 +117,52 @@ class BucketBatchSampler(Sampler[list[int]]):
             yield batch.tolist()
 
 
+class BalancedSampler(Sampler[int]):
+    """Each epoch, ``len(targets)`` samples drawn with replacement so that every class is drawn
+    equally often on average (a sample's weight is 1 / its class's count): the seeded, resumable
+    and DDP-ready form of ``WeightedRandomSampler``.
+
+    The draw depends only on ``seed`` and the epoch (``set_epoch``, which the Trainer calls), so
+    a resumed run draws what the interrupted one would have. Under DDP, :meth:`shard` gives rank
+    ``r`` of ``w`` every ``w``-th index of the same draw: the ranks' k-th batches together are one
+    process's k-th batch.
+
+    Example::
+
+        sampler = BalancedSampler(dataset.targets, seed=0)
+        loader = DataLoader(dataset, batch_size=32, sampler=sampler)
+        for epoch in range(1, 6):
+            sampler.set_epoch(epoch)
+            for x, y in loader: ...
+    """
+
+    def __init__(self, targets: Sequence[Any], *, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+        t = torch.as_tensor([int(x) for x in targets], dtype=torch.long)
+        if t.ndim != 1 or len(t) == 0:
+            raise TorchrigError("BalancedSampler needs one class index per sample.")
+        counts = torch.bincount(t)
+        self.targets, self.weights = t, (1.0 / counts.double())[t]
+        self.seed, self.epoch, self.num_replicas, self.rank = int(seed), 0, num_replicas, rank
+        self.total = -(-len(t) // num_replicas) * num_replicas
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def shard(self, num_replicas: int, rank: int) -> BalancedSampler:
+        """This sampler's draw, rank ``rank`` of ``num_replicas``'s share."""
+        other = BalancedSampler(self.targets.tolist(), seed=self.seed, num_replicas=num_replicas, rank=rank)
+        other.epoch = self.epoch
+        return other
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        drawn = torch.multinomial(self.weights, self.total, replacement=True, generator=generator)
+        return iter(drawn[self.rank::self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return self.total // self.num_replicas
+
+
 def _plain(t: Any) -> Any:
     return t.item() if isinstance(t, torch.Tensor) and t.ndim == 0 else t
 
@@ -283,17 +329,24 @@ def build_transform(value: Any) -> Callable | None:
 
 def make_loader(dataset: Dataset, recipe: Recipe, *, train: bool, device: torch.device,
                 generator: torch.Generator | None = None, collate_fn: Callable | None = None,
-                lengths: Sequence[int] | None = None) -> DataLoader:
+                lengths: Sequence[int] | None = None, targets: Sequence[Any] | None = None) -> DataLoader:
     """A recipe's loader; with ``lengths`` (training, ``data.bucket_by_length``) batches group
-    samples of similar length through :class:`BucketBatchSampler`."""
+    samples of similar length through :class:`BucketBatchSampler`; with ``targets`` (training,
+    ``data.sampler: balanced``) a :class:`BalancedSampler` draws every class equally often."""
     data = recipe["data"]
     batch_size = data["batch_size"] if train else data.get("eval_batch_size", data["batch_size"])
     workers = int(data["num_workers"])
     common = {"num_workers": workers, "pin_memory": device.type == "cuda", "persistent_workers": workers > 0,
               "collate_fn": collate_fn, "generator": generator if train else None}
+    if lengths is not None and targets is not None:
+        raise recipe.error(("data", "sampler"), "data.sampler: balanced and data.bucket_by_length both choose the "
+                                                "training order; use one of them.")
     if lengths is not None:
         sampler = BucketBatchSampler(lengths, batch_size, shuffle=train, generator=generator if train else None)
         return DataLoader(dataset, batch_sampler=sampler, **common)
+    if targets is not None:
+        seed = int(generator.initial_seed()) if generator is not None else int(recipe["seed"])
+        return DataLoader(dataset, batch_size=batch_size, sampler=BalancedSampler(targets, seed=seed), **common)
     if train:
         # The order DDP uses, on one process: a permutation drawn from (seed, epoch) each epoch
         # (the Trainer calls set_epoch). Under torchrun each rank takes every world_size-th sample

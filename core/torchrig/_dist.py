@@ -105,14 +105,16 @@ def distributed_loader(loader: Any, *, train: bool) -> Any:
                             f"has a custom batch_sampler ({type(batch_sampler).__name__}). Give each rank its share "
                             "yourself (and call set_epoch), or use a plain batch_size.")
     dataset = loader.dataset
-    if train:
+    if train and callable(getattr(sampler, "shard", None)):  # a sampler that shards itself (BalancedSampler)
+        shard: Sampler = sampler.shard(world_size(), rank())
+    elif train:
         if isinstance(sampler, DistributedSampler):  # a one-process order (recipes): keep its seed
             shuffle, seed = sampler.shuffle, sampler.seed
         else:
             generator = loader.generator
             shuffle = isinstance(sampler, RandomSampler)
             seed = int(generator.initial_seed()) if generator is not None else 0
-        shard: Sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=False)
+        shard = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=False)
     else:
         shard = ShardSampler(dataset)
     return DataLoader(

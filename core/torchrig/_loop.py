@@ -210,6 +210,8 @@ class Trainer:
             _check_loader(val_loader, "val_loader")
 
         self.model = model.to(self.device)
+        if isinstance(loss_fn, nn.Module):  # its buffers (class weights) go where the outputs are
+            loss_fn.to(self.device)
         self._net = self.model
         self._wrap_ddp()
         self.optimizer, self.scheduler, self.train_loader = optimizer, scheduler, train_loader
@@ -267,6 +269,8 @@ class Trainer:
         """
         _check_loader(loader, "loader")
         model.to(self.device)
+        if isinstance(loss_fn, nn.Module):
+            loss_fn.to(self.device)
         if _dist.active():  # each rank evaluates its share; losses and metrics are summed over ranks
             loader = _dist.distributed_loader(loader, train=False)
         return self._evaluate(model, loader, loss_fn, self._metric_set(metrics))

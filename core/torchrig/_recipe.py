@@ -51,6 +51,7 @@ SCHEMA: dict[str, Any] = {
         "eval_batch_size": int,
         "num_workers": int,
         "bucket_by_length": bool,
+        "sampler": _Choice("balanced"),
     },
     "model": _Component("model"),
     "loss": _Component("loss"),
@@ -427,6 +428,23 @@ def _check_weights_keys(recipe: Recipe, kwargs: dict[str, Any]) -> dict[str, Any
     return builder_kwargs
 
 
+def _check_class_weights(recipe: Recipe, name: str, cls: type, value: Any) -> None:
+    """``loss.class_weights``: ``balanced``, a list of numbers (one per class) or a mapping of
+    class name to number, for a loss that takes ``weight`` (or, binary, ``pos_weight``)."""
+    params = inspect.signature(cls).parameters
+    if "weight" not in params and "pos_weight" not in params:
+        raise recipe.error(("loss", "class_weights"), f"loss {name!r} ({cls.__name__}) takes no class weights; "
+                           "cross_entropy, nll_loss and bce_with_logits do.")
+    numbers = (int, float)
+    ok = (value == "balanced" or (isinstance(value, list) and value and all(isinstance(v, numbers) for v in value))
+          or (isinstance(value, dict) and value and all(isinstance(v, numbers) for v in value.values())))
+    if not ok or (isinstance(value, bool)):
+        raise recipe.error(("loss", "class_weights"), f"expected 'balanced', a list of numbers (one per class) or a "
+                           f"mapping of class name to number, got {value!r}.")
+    if recipe["task"] != "classification":
+        raise recipe.error(("loss", "class_weights"), "class weights need task: classification.")
+
+
 def check_recipe_components(recipe: Recipe) -> None:
     """Check every component name and its arguments (loads plugins; imports torch)."""
     from ._metrics import METRIC_NAMES
@@ -457,6 +475,8 @@ def check_recipe_components(recipe: Recipe) -> None:
             cls = resolve(name)
         except TorchrigError as exc:
             raise recipe.error((key, "name") if isinstance(data[key], dict) else (key,), str(exc)) from None
+        if key == "loss" and "class_weights" in kwargs:
+            _check_class_weights(recipe, name, cls, kwargs.pop("class_weights"))
         _check_signature(recipe, (key,), f"{key} {name!r} ({cls.__name__})", cls, kwargs, SUPPLIED.get(key, set()))
     for i, metric in enumerate(data["metrics"]):
         if metric not in METRIC_NAMES:

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import default_collate
 
 from . import _dist, protocols
-from ._build import META, RECIPE, SUMMARY, WEIGHTS, Parts, build, prepare_weights, share_model_settings
+from ._build import META, RECIPE, SUMMARY, WEIGHTS, Parts, build, class_counts, prepare_weights, share_model_settings
 from ._callbacks import ModelCheckpoint
 from ._checkpoint import atomic_write, load_weights
 from ._device import resolve_device
@@ -150,6 +150,9 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
         "classes": parts.classes,
         "skipped": parts.info["skipped"],
         **({"groups": parts.info["groups"]} if "groups" in parts.info else {}),
+        **({"class_counts": counts} if (counts := class_counts(parts)) else {}),
+        **({"class_weights": dict(zip(parts.classes, map(float, weight)))}
+           if (weight := getattr(loss_fn, "weight", None)) is not None and parts.classes else {}),
         **({"weights": {"source": str(component(recipe["model"])[1]["weights"]), "kind": weights.kind, "file": str(weights.path),
                         "sha256": weights.sha256(), "report": str(report)}} if weights is not None else {}),
         **({"init": init_report} if init_report else {}),

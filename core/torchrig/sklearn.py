@@ -408,6 +408,9 @@ class RigClassifier(_RigMixin, NeuralNetClassifier):
             :class:`torchrig.FineTune`); pair it with ``module__weights``.
         verbose: 0 (default, quiet as scikit-learn estimators are) or 1 for skorch's table of
             losses per epoch.
+        class_weight: as scikit-learn's classifiers: None, ``"balanced"`` (each class weighted
+            ``n_samples / (n_classes * count)`` in ``fit``'s y) or a dict of label to weight
+            (others 1); it becomes the criterion's ``weight``.
         **kwargs: any skorch ``NeuralNetClassifier`` parameter (``train_split``, ``callbacks``,
             ``verbose``, ``iterator_train__shuffle``, ...) and ``module__*`` builder arguments,
             ``module__weights`` too (a run dir, a weights file or a library's weights name:
@@ -420,8 +423,41 @@ class RigClassifier(_RigMixin, NeuralNetClassifier):
         clf.predict(X[:2])                        # array(['dog', 'cat'], ...)
     """
 
-    def __init__(self, module: Any, *, criterion: Any = nn.CrossEntropyLoss, **kwargs: Any) -> None:
+    def __init__(self, module: Any, *, criterion: Any = nn.CrossEntropyLoss, class_weight: Any = None,
+                 **kwargs: Any) -> None:
+        self.class_weight = class_weight
         super().__init__(module, criterion=criterion, **kwargs)
+
+    def _class_weights(self, encoded: np.ndarray) -> torch.Tensor | None:
+        """``class_weight`` as one weight per class of ``classes_``, from ``fit``'s encoded y."""
+        if self.class_weight is None:
+            return None
+        n = len(self.classes_)
+        if isinstance(self.class_weight, str):
+            if self.class_weight != "balanced":
+                raise TorchrigError(f"class_weight must be None, 'balanced' or a dict of label to weight; "
+                                    f"got {self.class_weight!r}.")
+            counts = np.bincount(encoded, minlength=n)
+            if (counts == 0).any():
+                raise TorchrigError(f"class_weight='balanced': y has no sample of "
+                                    f"{self.classes_[counts == 0].tolist()}.")
+            return torch.tensor(len(encoded) / (n * counts), dtype=torch.float32)
+        unknown = [k for k in self.class_weight if k not in set(self.classes_.tolist())]
+        if unknown:
+            raise TorchrigError(f"class_weight names {unknown[0]!r}, which is not a class; the classes are "
+                                f"{self.classes_.tolist()[:10]}.")
+        return torch.tensor([float(self.class_weight.get(c, 1.0)) for c in self.classes_.tolist()], dtype=torch.float32)
+
+    def initialize_criterion(self, *args: Any, **kwargs: Any) -> Any:
+        """As skorch's; ``class_weight`` set, the criterion gets the weights (its ``weight``)."""
+        super().initialize_criterion(*args, **kwargs)
+        weight = getattr(self, "class_weight_", None)
+        if weight is not None:
+            if not hasattr(self.criterion_, "weight"):
+                raise TorchrigError(f"class_weight needs a criterion with a `weight` (such as CrossEntropyLoss); "
+                                    f"{type(self.criterion_).__name__} has none.")
+            self.criterion_.weight = weight.to(resolve_device(self.device))
+        return self
 
     @property
     def _default_callbacks(self) -> list[tuple[str, Any]]:
@@ -445,6 +481,8 @@ class RigClassifier(_RigMixin, NeuralNetClassifier):
             raise TorchrigError(f"y has labels the classifier does not know: {unknown[:5]}; its classes are "
                                 f"{self.classes_.tolist()[:10]}. Pass every label in `classes`, or fit afresh.")
         encoded = np.fromiter((index[v] for v in y.tolist()), dtype=np.int64, count=len(y))
+        if fresh:
+            self.class_weight_ = self._class_weights(encoded)
         return encoded, len(self.classes_)
 
     def predict(self, X: Any) -> np.ndarray:
