@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from ._finetune import FineTune
     from ._interpret import show_generic, show_image, show_text
     from ._loop import History, Trainer
+    from ._lrfind import LRFinderResult, lr_find
     from ._mlflow import MLflowLogger
     from ._metrics import METRIC_NAMES
     from ._plugins import plugin_statuses, register_plugin
@@ -71,6 +72,8 @@ __all__ = [
     "MLflowLogger",
     "export",
     "export_model",
+    "lr_find",
+    "LRFinderResult",
     "FineTune",
     "METRIC_NAMES",
     "show_image",
@@ -113,6 +116,8 @@ _LAZY = {
     "TensorBoardLogger": "._callbacks",
     "MLflowLogger": "._mlflow",
     "export": "._export",
+    "lr_find": "._lrfind",
+    "LRFinderResult": "._lrfind",
     "export_model": "._export",
     "FineTune": "._finetune",
     "show_image": "._interpret",

@@ -258,6 +258,7 @@ class Parts:
         weights_report: what loading ``weights`` did (or None).
         loss, optimizer, scheduler, scheduler_interval, finetune: for training.
         callbacks: checkpoint, CSV log, fine-tuning and early stopping (with a ``run_dir``).
+        lr_find: with ``optimizer.lr: auto``, the range test that chose it (``plot(path)``).
     """
 
     recipe: Recipe
@@ -276,6 +277,7 @@ class Parts:
     scheduler_interval: str = "epoch"
     finetune: FineTune | None = None
     callbacks: list[Any] = field(default_factory=list)
+    lr_find: Any = None  # the learning-rate range test, when optimizer.lr was auto
 
     @property
     def classes(self) -> list[str] | None:
@@ -354,11 +356,28 @@ def build(recipe: Recipe, run_dir: str | Path | None = None, *, data: bool = Tru
     parts.loss = build_loss(recipe, classes=parts.classes,
                             targets=targets_of(parts.splits["train"]) if classification else None)
     parts.finetune = FineTune(**cfg["finetune"]) if cfg.get("finetune") is not None else None
+    if component(recipe["optimizer"])[1].get("lr") == "auto":
+        _auto_lr(parts)
     parts.optimizer = build_optimizer(recipe, parts.model, parts.finetune)
     parts.scheduler, parts.scheduler_interval = build_scheduler(recipe, parts.optimizer, len(train_loader))
     if run_dir is not None:
         parts.callbacks = _callbacks(recipe, run_dir, parts.finetune, has_val="val" in parts.loaders)
     return parts
+
+
+def _auto_lr(parts: Parts) -> None:
+    """``optimizer.lr: auto``: the learning-rate range test picks it, and the resolved recipe
+    records the value; every state the sweep touched is put back first."""
+    from ._lrfind import rounded, sweep_recipe
+
+    result = sweep_recipe(parts)
+    parts.lr_find = result
+    if result.suggestion is None:
+        raise TorchrigError("optimizer.lr: auto: the learning-rate range test found no rate at which the training "
+                            "loss falls (it diverged or stayed flat). Give optimizer.lr by hand; "
+                            "`torchrig lr-find RECIPE` plots the sweep.")
+    name, kwargs = component(parts.recipe["optimizer"])
+    parts.recipe.data["optimizer"] = {"name": name, **kwargs, "lr": rounded(result.suggestion)}
 
 
 def _model(parts: Parts, name: str, kwargs: dict[str, Any], *, pretrained: bool, weights: Source | None) -> None:

@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train with DDP on N processes of this machine (runs torchrun --standalone "
                         "--nproc_per_node N); for several machines call torchrun yourself")
 
+    p = sub.add_parser("lr-find", help="the learning-rate range test for a recipe: plot and suggestion")
+    p.add_argument("recipe", help="a recipe YAML file")
+    p.add_argument("--out", help="where plots/lr_find.png and lr_find.json go (default: runs/<recipe name>-lr-find)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe key (repeatable)")
+    p.add_argument("--steps", type=int, default=100, help="training steps in the sweep (default 100)")
+
     p = sub.add_parser("evaluate", help="recompute metrics from a run dir")
     p.add_argument("run_dir")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
@@ -222,6 +229,36 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lr_find(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ._build import build
+    from ._files import atomic_write
+    from ._lrfind import rounded, sweep_recipe
+    from ._recipe import component, load_recipe
+    from ._seed import seed_everything
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    name, kwargs = component(recipe["optimizer"])
+    if kwargs.get("lr") == "auto":  # the sweep decides; build the rest with a placeholder
+        recipe.data["optimizer"] = {"name": name, **kwargs, "lr": 1e-3}
+    generator = seed_everything(int(recipe["seed"]))
+    parts = build(recipe, generator=generator)
+    result = sweep_recipe(parts, num_steps=args.steps)
+    out = Path(args.out) if args.out else Path("runs") / f"{recipe['name']}-lr-find"
+    plot = result.plot(out / "plots" / "lr_find.png")
+    atomic_write(out / "lr_find.json", json.dumps({"lrs": result.lrs, "losses": result.losses,
+                                                   "suggestion": result.suggestion,
+                                                   "stopped_early": result.stopped_early}, indent=1).encode())
+    if result.suggestion is None:
+        print(f"no learning rate where the loss falls fastest was found; see {plot}")
+        return 1
+    lr = rounded(result.suggestion)
+    print(f"suggested learning rate: {lr}   (plot: {plot})")
+    print(f"use it: --set optimizer.lr={lr}, or optimizer.lr: auto in the recipe")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from ._export import FORMATS, SPEC, export
 
@@ -240,5 +277,5 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"report": _report, "export": _export, "list": _list, "info": _info, "plugins": _plugins, "train": _train,
+COMMANDS = {"report": _report, "export": _export, "lr-find": _lr_find, "list": _list, "info": _info, "plugins": _plugins, "train": _train,
             "evaluate": _evaluate, "predict": _predict, "check-plugin": _check_plugin}

@@ -75,6 +75,11 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
                             "or choose another --out.")
     _dist.barrier()  # every rank has checked the run dir before rank 0 writes to it
     zero = _dist.rank() == 0
+    name, optimizer_kwargs = component(recipe["optimizer"])
+    if resume and optimizer_kwargs.get("lr") == "auto" and (run_dir / RECIPE).is_file():
+        # the learning rate the interrupted run found, not a new sweep
+        found = component(load_recipe(run_dir / RECIPE)["optimizer"])[1].get("lr")
+        recipe.data["optimizer"] = {"name": name, **optimizer_kwargs, "lr": found}
     seed = int(recipe["seed"])
     generator = seed_everything(seed)
     share_model_settings(recipe)
@@ -89,6 +94,10 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
         raise
     model, report = parts.model, parts.weights_report
     init_report = protocols.init_report(model)  # e.g. word vectors' coverage
+    if zero and parts.lr_find is not None:
+        parts.lr_find.plot(run_dir / "plots" / "lr_find.png")
+        print(f"optimizer.lr: auto -> {component(recipe['optimizer'])[1]['lr']} (the learning-rate range test: "
+              f"{run_dir / 'plots' / 'lr_find.png'})", flush=True)
     if zero:
         for line in (report, init_report and init_report.get("message")):
             if line:
