@@ -21,6 +21,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._build import Parts, build
+    from ._averaging import WeightAveraging
     from ._callbacks import (
         Callback,
         CSVLogger,
@@ -70,6 +71,7 @@ __all__ = [
     "CSVLogger",
     "TensorBoardLogger",
     "MLflowLogger",
+    "WeightAveraging",
     "export",
     "export_model",
     "lr_find",
@@ -115,6 +117,7 @@ _LAZY = {
     "CSVLogger": "._callbacks",
     "TensorBoardLogger": "._callbacks",
     "MLflowLogger": "._mlflow",
+    "WeightAveraging": "._averaging",
     "export": "._export",
     "lr_find": "._lrfind",
     "LRFinderResult": "._lrfind",

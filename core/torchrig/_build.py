@@ -396,6 +396,11 @@ def _callbacks(recipe: Recipe, run_dir: Path, finetune: FineTune | None, *, has_
     callbacks: list[Any] = [ModelCheckpoint(run_dir, monitor=monitor, mode=mode), CSVLogger(run_dir / METRICS)]
     if finetune is not None:
         callbacks.append(finetune)
+    if cfg.get("ema") is not None or cfg.get("swa") is not None:
+        from ._averaging import WeightAveraging
+
+        mode = "ema" if cfg.get("ema") is not None else "swa"
+        callbacks.append(WeightAveraging(mode, **cfg[mode]))
     if cfg.get("mlflow") is not None:
         from ._mlflow import MLflowLogger
 

@@ -62,6 +62,9 @@ class Callback:
     def on_train_batch_end(self, trainer: Trainer, step: int, loss: torch.Tensor, **kwargs: Any) -> None:
         """Called after each training batch with its (detached, unscaled) loss tensor."""
 
+    def on_train_epoch_end(self, trainer: Trainer, epoch: int, **kwargs: Any) -> None:
+        """Called after each training epoch, before its validation."""
+
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float], **kwargs: Any) -> None:
         """Called after training and validation of an epoch; ``logs`` may be added to."""
 

@@ -235,6 +235,7 @@ class Trainer:
                 self._call("on_train_epoch_start", epoch=epoch)
                 self._wrap_ddp()  # a callback changed which parameters train: DDP must know
                 logs: dict[str, Any] = {"epoch": epoch, "train_loss": self._train_epoch(epoch, loss_fn, step_callbacks)}
+                self._call("on_train_epoch_end", epoch=epoch)
                 if val_loader is not None:
                     val = self._evaluate(model, val_loader, loss_fn, metric_set)
                     logs.update({f"val_{k}": v for k, v in val.items()})

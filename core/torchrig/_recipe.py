@@ -72,6 +72,8 @@ SCHEMA: dict[str, Any] = {
         "early_stopping": {"patience": int, "min_delta": _NUMBER},
         "finetune": {"freeze_epochs": int, "backbone_lr_scale": _NUMBER},
         "mlflow": {"tracking_uri": str, "experiment": str, "run_name": str},
+        "ema": {"decay": _NUMBER},
+        "swa": {"start_epoch": int, "lr": _NUMBER, "anneal_epochs": int},
     },
 }
 
@@ -300,6 +302,8 @@ def _fill_defaults(recipe: Recipe) -> None:
             raise recipe.error((), f"missing the {key!r} section.")
     if "dataset" not in data["data"]:
         raise recipe.error(("data",), "missing data.dataset, e.g. dataset: {name: vision/digits}.")
+    if data["trainer"].get("ema") is not None and data["trainer"].get("swa") is not None:
+        raise recipe.error(("trainer", "swa"), "trainer.ema and trainer.swa both average the weights; choose one.")
     finetune = data["trainer"].get("finetune")
     if finetune is not None and finetune.get("freeze_epochs", 1) >= data["trainer"]["max_epochs"]:
         raise recipe.error(("trainer", "finetune", "freeze_epochs"),

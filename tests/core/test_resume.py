@@ -37,8 +37,10 @@ pytestmark = [
 
 MAX_EPOCHS = 12
 # how the train loader shuffles (see SCRIPT); "finetune" shuffles as "generator" does and trains
-# with torchrig.FineTune: the head alone for 4 epochs, then everything (kills land in both phases)
-VARIANTS = ("generator", "global_rng", "finetune")
+# with torchrig.FineTune: the head alone for 4 epochs, then everything (kills land in both phases);
+# "swa" too, with stochastic weight averaging from epoch 6 (SWALR in place of the cosine, the
+# average validated and checkpointed, the live weights in the checkpoint: kills land on both sides)
+VARIANTS = ("generator", "global_rng", "finetune", "swa")
 TIMEOUT = 120.0  # generous: a stuck run fails the test instead of hanging it
 
 # The training script. `main(args)` is one run; `python train.py '<json args>'` runs it in a fresh
@@ -69,7 +71,7 @@ def main(args):
     data = torch.load(args["data"], weights_only=True)
     X, y = data["X"], data["y"]
     train, val = TensorDataset(X[:1400], y[:1400]), TensorDataset(X[1400:], y[1400:])
-    if args["variant"] in ("generator", "finetune"):  # the order comes from the loader's own generator
+    if args["variant"] in ("generator", "finetune", "swa"):  # the order comes from the loader's own generator
         train_loader = DataLoader(train, batch_size=64, shuffle=True, generator=generator)
         make_scheduler = lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args["epochs"])
     else:  # the shuffle order is drawn from the global torch RNG, shared with dropout
@@ -79,6 +81,8 @@ def main(args):
     model = nn.Sequential(nn.Linear(64, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Dropout(0.3),
                           nn.Linear(64, 10))
     callbacks = [torchrig.EarlyStopping(patience=1000), Progress()]
+    if args["variant"] == "swa":
+        callbacks.append(torchrig.WeightAveraging("swa", start_epoch=6, lr=1e-3))
     if args["variant"] == "finetune":
         finetune = torchrig.FineTune(freeze_epochs=4, backbone_lr_scale=0.2)
         optimizer = torch.optim.AdamW(finetune.param_groups(model), lr=3e-3, weight_decay=1e-2)
