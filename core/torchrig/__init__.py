@@ -32,7 +32,8 @@ if TYPE_CHECKING:
         TensorBoardLogger,
     )
     from ._checkpoint import load_state, load_weights, save_state, save_weights
-    from ._data import BucketBatchSampler, class_folder_files
+    from ._cv import cross_validate
+    from ._data import BalancedSampler, BucketBatchSampler, class_folder_files
     from ._export import export, export_model
     from ._finetune import FineTune
     from ._interpret import show_generic, show_image, show_text
@@ -104,6 +105,8 @@ __all__ = [
     "load_state",
     "class_folder_files",
     "BucketBatchSampler",
+    "BalancedSampler",
+    "cross_validate",
 ]
 
 _LAZY = {
@@ -150,6 +153,8 @@ _LAZY = {
     "load_state": "._checkpoint",
     "class_folder_files": "._data",
     "BucketBatchSampler": "._data",
+    "BalancedSampler": "._data",
+    "cross_validate": "._cv",
 }
 
 

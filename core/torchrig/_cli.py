@@ -64,6 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a recipe key (repeatable)")
     p.add_argument("--steps", type=int, default=100, help="training steps in the sweep (default 100)")
 
+    p = sub.add_parser("cv", help="K-fold cross-validation of a recipe: a run dir per fold, mean ± std")
+    p.add_argument("recipe", help="a recipe YAML file")
+    p.add_argument("--folds", type=int, required=True, metavar="K")
+    p.add_argument("--group-by", help="keep groups whole: a dataset field, or a regex on file names")
+    p.add_argument("--out", help="the folder (default runs/<recipe name>-cv); finished folds in it are skipped")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe key for every fold (repeatable)")
+    p.add_argument("--jobs", type=int, default=2, help="folds at once, in local processes (default 2)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="run the folds on this Dask scheduler instead")
+
     p = sub.add_parser("evaluate", help="recompute metrics from a run dir")
     p.add_argument("run_dir")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
@@ -259,6 +269,22 @@ def _lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cv(args: argparse.Namespace) -> int:
+    from ._cv import CV_SUMMARY, cross_validate, format_cv
+
+    summary = cross_validate(args.recipe, folds=args.folds, overrides=args.overrides, group_by=args.group_by,
+                             out=args.out, n_jobs=args.jobs, scheduler=args.scheduler)
+    print(f"{args.folds}-fold cross-validation (mean ± std over the folds):")
+    print(format_cv(summary))
+    from pathlib import Path
+
+    from ._recipe import load_recipe
+
+    out = Path(args.out) if args.out else Path("runs") / f"{load_recipe(args.recipe, args.overrides)['name']}-cv"
+    print(f"folds in {out}/fold-1 ... fold-{args.folds}; summary in {out / CV_SUMMARY}")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from ._export import FORMATS, SPEC, export
 
@@ -277,5 +303,5 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"report": _report, "export": _export, "lr-find": _lr_find, "list": _list, "info": _info, "plugins": _plugins, "train": _train,
+COMMANDS = {"report": _report, "export": _export, "lr-find": _lr_find, "cv": _cv, "list": _list, "info": _info, "plugins": _plugins, "train": _train,
             "evaluate": _evaluate, "predict": _predict, "check-plugin": _check_plugin}

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, Sampler, Subset
 
 from . import protocols
 from ._errors import TorchrigError
@@ -39,6 +39,8 @@ def targets_of(dataset: Dataset) -> list[Any]:
     if isinstance(dataset, Subset):
         base = targets_of(dataset.dataset)
         return [base[i] for i in dataset.indices]
+    if isinstance(dataset, ConcatDataset):
+        return [t for part in dataset.datasets for t in targets_of(part)]
     targets = protocols.targets(dataset)
     if targets is not None:
         return [int(t) if isinstance(t, torch.Tensor) and t.ndim == 0 else t for t in targets]
@@ -307,7 +309,9 @@ def build_splits(recipe: Recipe) -> tuple[dict[str, Dataset], dict[str, Any]]:
     fractions = {s: float(data["split"].get(s, 0)) for s in ("val", "test")
                  if s not in splits and float(data["split"].get(s, 0)) > 0}
     group_by = data["split"].get("group_by")
-    if fractions:
+    if data["split"].get("folds"):
+        _fold(recipe, splits, info, group_by)
+    elif fractions:
         groups = groups_of(splits["train"], group_by) if group_by else None
         carved = carve(splits["train"], fractions, seed=int(recipe["seed"]),
                        stratify=recipe["task"] == "classification", groups=groups)
@@ -318,6 +322,68 @@ def build_splits(recipe: Recipe) -> tuple[dict[str, Dataset], dict[str, Any]]:
         raise recipe.error(("data", "split", "group_by"), f"group_by has nothing to split: {name!r} gives its own "
                                                           "val and test splits, or data.split asks for none.")
     return splits, info
+
+
+def _fold(recipe: Recipe, splits: dict[str, Dataset], info: dict[str, Any], group_by: str | None) -> None:
+    """``data.split: {folds: K, fold: i}`` (what ``torchrig cv`` runs): the test split held out as
+    usual, then fold ``i`` of a seeded K-fold over the rest (train and val together), stratified
+    by class, or by groups with ``group_by``: its val part is fold ``i``, its train the others."""
+    split = recipe["data"]["split"]
+    k, i = int(split["folds"]), int(split.get("fold", 1))
+    if k < 2 or not 1 <= i <= k:
+        raise recipe.error(("data", "split", "fold"), f"fold {i} of {k}: folds must be >= 2 and 1 <= fold <= folds.")
+    if "val" in splits:  # the data's own val split joins the pool the folds are cut from
+        splits["train"] = ConcatDataset([splits["train"], splits.pop("val")])
+    base = splits["train"]
+    groups = groups_of(base, group_by) if group_by else None
+    seed, stratify = int(recipe["seed"]), recipe["task"] == "classification"
+    pool = list(range(len(base)))
+    test = float(split.get("test", 0))
+    if "test" not in splits and test > 0:
+        carved = carve(base, {"test": test}, seed=seed, stratify=stratify, groups=groups)
+        splits["test"], pool = carved["test"], list(carved["train"].indices)
+    targets = targets_of(base)
+    folds = kfold([targets[j] for j in pool] if stratify else None,
+                  [groups[j] for j in pool] if groups is not None else None, len(pool), k, seed,
+                  classes=info.get("classes"))
+    splits["val"] = Subset(base, sorted(pool[j] for j in folds[i - 1]))
+    splits["train"] = Subset(base, sorted(pool[j] for f, part in enumerate(folds) if f != i - 1 for j in part))
+    info["fold"] = {"fold": i, "folds": k}
+
+
+def kfold(targets: Sequence[Any] | None, groups: Sequence[Any] | None, n: int, k: int, seed: int, *,
+          classes: Sequence[str] | None = None) -> list[list[int]]:
+    """``k`` folds of ``range(n)``, seeded: by class (each class dealt round the folds after a
+    shuffle), or by group (whole groups, each to the fold with the fewest samples so far)."""
+    generator = torch.Generator().manual_seed(seed)
+    folds: list[list[int]] = [[] for _ in range(k)]
+    if groups is not None:
+        members: dict[str, list[int]] = {}
+        for j, g in enumerate(groups):
+            members.setdefault(str(g), []).append(j)
+        if len(members) < k:
+            raise TorchrigError(f"--folds {k} needs at least {k} groups; group_by found {len(members)}.")
+        names = sorted(members)
+        for name in (names[j] for j in torch.randperm(len(names), generator=generator).tolist()):
+            min(folds, key=len).extend(members[name])
+        return folds
+    strata: dict[Any, list[int]] = {}
+    for j in range(n):
+        strata.setdefault(targets[j] if targets is not None else 0, []).append(j)
+    if targets is not None:
+        label, smallest = min(((t, len(m)) for t, m in strata.items()), key=lambda x: x[1])
+        if classes is not None and isinstance(label, int) and 0 <= label < len(classes):
+            label = classes[label]
+        if smallest < k:
+            raise TorchrigError(f"--folds {k} is more than the {smallest} sample(s) of class {label!r} outside the test "
+                                f"split, so some folds would have none. Lower --folds to {smallest} or fewer.")
+    start = 0
+    for key in sorted(strata, key=str):
+        members = strata[key]
+        for r, j in enumerate(torch.randperm(len(members), generator=generator).tolist()):
+            folds[(start + r) % k].append(members[j])
+        start += len(members)  # the next class starts where this one ended: folds stay even in size
+    return folds
 
 
 def build_transform(value: Any) -> Callable | None:

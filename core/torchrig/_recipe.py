@@ -44,7 +44,7 @@ SCHEMA: dict[str, Any] = {
     "task": _Choice(*TASKS),
     "data": {
         "dataset": _Component("dataset"),
-        "split": {"val": _NUMBER, "test": _NUMBER, "group_by": str},
+        "split": {"val": _NUMBER, "test": _NUMBER, "group_by": str, "folds": int, "fold": int},
         "train_transform": _Component("transform", optional=True),
         "eval_transform": _Component("transform", optional=True),
         "batch_size": int,

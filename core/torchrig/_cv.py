@@ -1,0 +1,146 @@
+"""``torchrig cv RECIPE --folds K``: K-fold cross-validation, one run dir per fold, the folds run in
+parallel through joblib (local processes, or a Dask cluster), finished folds skipped."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from pathlib import Path
+from typing import Any
+
+from ._errors import TorchrigError
+from ._files import SUMMARY, atomic_write
+
+CV_SUMMARY = "cv_summary.json"
+
+
+def _fold_run(recipe_path: str, overrides: list[str], fold: int, folds: int, out: str, threads: int) -> str:
+    """One fold, in a worker: the recipe with ``data.split.fold``, trained into ``out``."""
+    import contextlib
+
+    import torch
+
+    from ._recipe import load_recipe
+    from ._run import train
+
+    torch.set_num_threads(threads)  # each fold keeps to its share of the cores
+    recipe = load_recipe(recipe_path, [*overrides, f"data.split.folds={folds}", f"data.split.fold={fold}"])
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with open(Path(out) / "train.log", "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+        train(recipe, out=out, progress_bar=False)  # its tables go to the fold's train.log
+    return out
+
+
+def cross_validate(recipe_path: str | Path, *, folds: int, overrides: list[str] | None = None,
+                   group_by: str | None = None, out: str | Path | None = None, n_jobs: int = 2,
+                   scheduler: str | None = None) -> dict[str, Any]:
+    """Train a recipe once per fold and summarise the folds' scores.
+
+    The test split (if the recipe has one) is held out as in ``train``; the rest (train and val)
+    is cut into ``folds`` folds, stratified by class (grouped with ``group_by``), and fold ``i``'s
+    run validates on fold ``i`` and trains on the others. Fold runs go to ``out/fold-i``; a fold
+    whose run dir has its ``summary.json`` is not run again.
+
+    Args:
+        recipe_path: the recipe file.
+        folds: K (at least 2).
+        overrides: ``--set`` items for every fold.
+        group_by: as ``data.split.group_by`` (a dataset field, or a regex on file names).
+        out: the folder (default ``runs/<recipe name>-cv``).
+        n_jobs: folds at once, in local processes (joblib); each uses its share of the cores.
+        scheduler: a Dask scheduler's address: the folds run on that cluster instead.
+
+    Returns:
+        What ``cv_summary.json`` holds: per fold its scores, and per split and metric the mean
+        and standard deviation.
+    """
+    from ._recipe import load_recipe
+
+    overrides = list(overrides or [])
+    if group_by:
+        overrides.append(f"data.split.group_by={json.dumps(group_by)}")
+    if folds < 2:
+        raise TorchrigError(f"--folds must be at least 2, got {folds}.")
+    recipe = load_recipe(recipe_path, [*overrides, f"data.split.folds={folds}", "data.split.fold=1"])
+    _check_folds(recipe)  # a bad --folds or group_by fails here, before any worker starts
+    out = Path(out) if out is not None else Path("runs") / f"{recipe['name']}-cv"
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [i for i in range(1, folds + 1) if not (out / f"fold-{i}" / SUMMARY).is_file()]
+    for i in todo:  # an interrupted fold starts again (its state may be from another set of folds)
+        _clear(out / f"fold-{i}")
+    if todo:
+        _run_folds(str(recipe_path), overrides, todo, folds, out, n_jobs, scheduler)
+    summary = summarize([json.loads((out / f"fold-{i}" / SUMMARY).read_text()) for i in range(1, folds + 1)])
+    atomic_write(out / CV_SUMMARY, json.dumps(summary, indent=2).encode())
+    return summary
+
+
+def _check_folds(recipe: Any) -> None:
+    from ._data import build_splits
+
+    build_splits(recipe)
+
+
+def _clear(folder: Path) -> None:
+    import shutil
+
+    if folder.exists():
+        shutil.rmtree(folder)
+
+
+def _run_folds(recipe_path: str, overrides: list[str], todo: list[int], folds: int, out: Path, n_jobs: int,
+               scheduler: str | None) -> None:
+    """Full waves of ``n_jobs`` folds at their share of the cores each, then the last, smaller
+    wave with the cores split among fewer folds: no core idles while a fold is left."""
+    from joblib import Parallel, delayed, parallel_backend
+
+    def calls(wave: list[int], threads: int) -> list[Any]:
+        return [delayed(_fold_run)(recipe_path, overrides, i, folds, str(out / f"fold-{i}"), threads) for i in wave]
+
+    cores = os.cpu_count() or 1
+    if scheduler is not None:  # the cluster's workers: one fold each, their own threads
+        try:
+            from dask.distributed import Client
+        except ImportError:
+            raise TorchrigError("--scheduler needs Dask: pip install 'torchrig[cluster]'.") from None
+        with Client(scheduler), parallel_backend("dask"):
+            Parallel(n_jobs=-1)(calls(todo, 1))
+        return
+    jobs = max(1, min(n_jobs, len(todo)))
+    if jobs == 1:
+        for call in calls(todo, cores):  # in this process: no worker start-up, and errors as they are
+            call[0](*call[1], **call[2])
+        return
+    full = len(todo) - len(todo) % jobs
+    with Parallel(n_jobs=jobs, backend="loky") as parallel:  # the same workers for every wave
+        if full:
+            parallel(calls(todo[:full], max(1, cores // jobs)))
+        rest = todo[full:]
+        if rest:
+            parallel(calls(rest, max(1, cores // len(rest))))
+
+
+def summarize(fold_summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per fold its scores; per split and metric the mean and (sample) standard deviation."""
+    folds = [{split: s[split] for split in ("val", "test") if isinstance(s.get(split), dict)} for s in fold_summaries]
+    stats: dict[str, dict[str, dict[str, float]]] = {}
+    for split in ("val", "test"):
+        names = list(dict.fromkeys(k for f in folds for k in f.get(split, {})))
+        for name in names:
+            values = [f[split][name] for f in folds if name in f.get(split, {})]
+            stats.setdefault(split, {})[name] = {
+                "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    return {"folds": folds, "summary": stats}
+
+
+def format_cv(summary: dict[str, Any]) -> str:
+    """A table: one row per split, one column per metric, ``mean ± std``."""
+    lines = []
+    for split, metrics in summary["summary"].items():
+        if not lines:
+            lines.append("split".ljust(7) + "".join(m.ljust(20) for m in metrics))
+        cells = [f"{v['mean']:.4f} ± {v['std']:.4f}" if math.isfinite(v["mean"]) else "-" for v in metrics.values()]
+        lines.append(split.ljust(7) + "".join(c.ljust(20) for c in cells))
+    return "\n".join(lines)
