@@ -96,6 +96,11 @@ def rig_plugin(monkeypatch):
     def scale(*, factor: float = 1.0):
         return lambda x: x * factor
 
+    @plugin.transform
+    def jitter(*, scale: float = 0.05):
+        """Gaussian noise on the inputs: a random augmentation, drawn from torch's global RNG."""
+        return lambda x: x + scale * torch.randn_like(x)
+
     class Standardize:
         """Learns per-feature mean and std from the training inputs (a fitted transform)."""
 

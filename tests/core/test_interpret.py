@@ -19,7 +19,7 @@ name: digits-mlp
 data:
   dataset: {name: t/digits}
   split: {val: 0.15, test: 0.2}
-  train_transform: {name: x/jitter, scale: 0.05}
+  train_transform: {name: t/jitter, scale: 0.05}
   eval_transform: {name: t/scale, factor: 1.0}
   batch_size: 32
 model: {name: t/mlp, hidden: 32}
@@ -32,11 +32,6 @@ trainer: {max_epochs: 3}
 @pytest.fixture
 def plugin(rig_plugin):
     x = torchrig.Plugin("x")
-
-    @x.transform
-    def jitter(*, scale: float = 0.05):
-        """Gaussian noise on the inputs: a random augmentation, drawn from torch's generator."""
-        return lambda x: x + scale * torch.randn_like(x)
 
     @x.dataset
     def diabetes():

@@ -16,7 +16,7 @@ seed: 0
 data:
   dataset: {{name: t/digits, limit: 600}}
   split: {{val: 0.15, test: 0.2}}
-  train_transform: {{name: y/jitter}}
+  train_transform: {{name: t/jitter}}
   batch_size: 32
 model: {{name: t/mlp, hidden: 32}}
 optimizer: {{name: adamw, lr: {lr}, weight_decay: 0.01}}
@@ -27,15 +27,7 @@ trainer: {{max_epochs: {epochs}}}
 
 @pytest.fixture
 def jitter(rig_plugin):
-    plugin = torchrig.Plugin("y")
-
-    @plugin.transform
-    def jitter(*, scale: float = 0.05):
-        """Gaussian noise on the inputs: a random augmentation, drawn from torch's global RNG."""
-        return lambda x: x + scale * torch.randn_like(x)
-
-    torchrig.register_plugin(plugin, source="tests")
-    return plugin
+    return rig_plugin  # its t/jitter: a random augmentation the sweep must not disturb
 
 
 def _write(tmp_path, name, lr="auto", epochs=2, extra=""):
