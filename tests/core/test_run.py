@@ -112,7 +112,7 @@ def test_list_info_plugins(rig_plugin, capsys):
     assert "Did you mean 't/mlp'" in capsys.readouterr().err
     assert main(["plugins"]) == 0
     rows = capsys.readouterr().out.splitlines()
-    assert len(rows) == 1 and rows[0].split() == ["t", "tests", "ok", "(5", "components)"], rows
+    assert len(rows) == 1 and rows[0].split() == ["t", "tests", "ok", "(6", "components)"], rows
 
 
 def test_fitted_transform_is_fitted_once_saved_and_reused(recipe_file, tmp_path, rig_plugin, capsys):
