@@ -160,13 +160,16 @@ def class_weights(spec: Any, classes: list[str] | None, targets: list[Any] | Non
 
 
 def class_counts(parts: Parts) -> dict[str, dict[str, int]]:
-    """Samples per class in each split (for summary.json)."""
-    if not parts.classes:
+    """Samples per class in each split (for summary.json); empty unless each target is one class index."""
+    if not parts.classes or parts.recipe["task"] != "classification":
         return {}
     found = {}
     for split, dataset in parts.splits.items():
-        counts = torch.bincount(torch.as_tensor([int(t) for t in targets_of(dataset)], dtype=torch.long),
-                                minlength=len(parts.classes))
+        try:
+            indices = torch.as_tensor([int(t) for t in targets_of(dataset)], dtype=torch.long)
+        except (TypeError, ValueError, RuntimeError):  # multi-label targets: no single class to count
+            return {}
+        counts = torch.bincount(indices, minlength=len(parts.classes))
         found[split] = {c: int(k) for c, k in zip(parts.classes, counts.tolist())}
     return found
 
@@ -352,9 +355,8 @@ def build(recipe: Recipe, run_dir: str | Path | None = None, *, data: bool = Tru
         parts.loaders["val"] = parts.loader("val")
     _model(parts, name, kwargs, pretrained=pretrained, weights=weights)
     cfg = recipe["trainer"]
-    classification = recipe["task"] == "classification" and bool(parts.classes)
-    parts.loss = build_loss(recipe, classes=parts.classes,
-                            targets=targets_of(parts.splits["train"]) if classification else None)
+    weighted = component(recipe["loss"])[1].get("class_weights") == "balanced"  # only then: reading targets costs
+    parts.loss = build_loss(recipe, classes=parts.classes, targets=targets_of(parts.splits["train"]) if weighted else None)
     parts.finetune = FineTune(**cfg["finetune"]) if cfg.get("finetune") is not None else None
     if component(recipe["optimizer"])[1].get("lr") == "auto":
         _auto_lr(parts)

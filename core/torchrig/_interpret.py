@@ -133,7 +133,7 @@ def interpret(trainer: Any, model: torch.nn.Module, parts: Any, split: str, loss
     inputs = _collate(loader, top)[0]
     draw_grid([(_take(inputs, j), _caption(row)) for j, row in enumerate(rows)],
               protocols.shower(parts.eval_transform, parts.splits[split]), plots / "top_losses.png",
-              title=f"highest loss ({split}): true / predicted (probability)")
+              title=f"highest loss ({split}): true / predicted" + (" (probability)" if task == "classification" else ""))
     return found
 
 

@@ -17,6 +17,7 @@ def _mlp():
     return nn.Sequential(nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10))
 
 
+@pytest.mark.slow
 def test_ema_is_the_hand_written_average(digit_loaders):
     train, val = digit_loaders
     torch.manual_seed(0)
@@ -46,6 +47,7 @@ def test_ema_is_the_hand_written_average(digit_loaders):
     assert history[-1]["val_loss"] == pytest.approx(again["loss"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_swa_averages_each_epoch_from_its_start_at_its_lr(digit_loaders):
     train, val = digit_loaders
     torch.manual_seed(0)
@@ -92,6 +94,7 @@ trainer: {{max_epochs: 4, {averaging}}}
 @pytest.mark.parametrize("averaging, stop", [("ema: {decay: 0.95}", 2), ("swa: {start_epoch: 3, lr: 0.001}", 2),
                                              ("swa: {start_epoch: 2, lr: 0.001}", 3)],
                          ids=["ema", "swa-resumed-before-start", "swa-resumed-after-start"])
+@pytest.mark.slow
 def test_recipe_averaging_resumes_exactly(rig_plugin, tmp_path, averaging, stop):
     (tmp_path / "r.yaml").write_text(RECIPE.format(averaging=averaging))
     assert main(["train", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "straight"), "--quiet"]) == 0

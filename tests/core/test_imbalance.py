@@ -64,6 +64,7 @@ def _train(tmp_path, out, loss="cross_entropy", epochs=3, extra="", *args):
     return json.loads((tmp_path / out / "summary.json").read_text())
 
 
+@pytest.mark.slow
 def test_balanced_class_weights_are_sklearns_and_recorded(skewed, tmp_path):
     summary = _train(tmp_path, "w", "{name: cross_entropy, class_weights: balanced}")
     counts = summary["class_counts"]
@@ -80,6 +81,7 @@ def test_balanced_class_weights_are_sklearns_and_recorded(skewed, tmp_path):
         compute_class_weight("balanced", classes=np.array([0, 1]), y=y).tolist())
 
 
+@pytest.mark.slow
 def test_class_weights_as_a_list_or_mapping_and_their_errors(skewed, tmp_path, capsys):
     assert _train(tmp_path, "l", "{name: cross_entropy, class_weights: [3.0, 1.0]}")["class_weights"] == \
         {"three": 3.0, "eight": 1.0}
@@ -115,6 +117,7 @@ def _recall_on_unseen_threes(run):
     return float((predicted == 0).float().mean())
 
 
+@pytest.mark.slow
 def test_balanced_weights_lift_the_minority_class(skewed, tmp_path):
     _train(tmp_path, "plain", epochs=12)
     _train(tmp_path, "weighted", "{name: cross_entropy, class_weights: balanced}", epochs=12)
@@ -139,6 +142,7 @@ def test_balanced_sampler_draws_classes_evenly_seeded_and_sharded():
     assert merged == first  # under DDP the ranks' k-th samples together are one process's draw
 
 
+@pytest.mark.slow
 def test_balanced_sampler_trains_and_resumes_exactly(skewed, tmp_path):
     extra = "  sampler: balanced\n"
     recipe = RECIPE.format(loss="cross_entropy", epochs=4, extra="").replace("  batch_size: 16\n",

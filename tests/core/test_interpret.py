@@ -62,6 +62,7 @@ def _png(path):
         return img.size
 
 
+@pytest.mark.slow
 def test_classification_run_writes_per_class_scores_and_top_losses(plugin, tmp_path, capsys):
     run = _train(tmp_path)
     out = capsys.readouterr().out
@@ -88,6 +89,7 @@ def test_classification_run_writes_per_class_scores_and_top_losses(plugin, tmp_p
         assert width > 300 and height > 200, plot
 
 
+@pytest.mark.slow
 def test_evaluate_writes_the_split_it_scores(plugin, tmp_path, capsys):
     run = _train(tmp_path)
     before = json.loads((run / "summary.json").read_text())
@@ -102,6 +104,7 @@ def test_evaluate_writes_the_split_it_scores(plugin, tmp_path, capsys):
     assert (run / "plots" / "confusion_matrix.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_drawing_the_first_batch_changes_nothing_training_draws(plugin, tmp_path, monkeypatch):
     """The plot samples the random augmentation before training; every random state is put back,
     so the weights equal those of a run that never drew it."""
@@ -132,6 +135,7 @@ def test_the_drawn_batch_is_the_first_one_training_takes(plugin, tmp_path, monke
     assert drawn == [next(iter(loader.batch_sampler))[:16]]
 
 
+@pytest.mark.slow
 def test_regression_run_plots_predictions_and_residuals(plugin, tmp_path):
     recipe = """\
 task: regression

@@ -54,6 +54,7 @@ def test_lr_find_puts_everything_back(digit_loaders):
     assert min(result.losses) < result.losses[0] * 0.8  # the loss did fall along the way
 
 
+@pytest.mark.slow
 def test_lr_auto_trains_exactly_as_the_same_rate_given_by_hand(jitter, tmp_path, capsys):
     assert main(["train", str(_write(tmp_path, "auto")), "--out", str(tmp_path / "auto"), "--quiet"]) == 0
     assert "optimizer.lr: auto -> " in capsys.readouterr().out
@@ -66,6 +67,7 @@ def test_lr_auto_trains_exactly_as_the_same_rate_given_by_hand(jitter, tmp_path,
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_a_resumed_auto_run_keeps_the_rate_it_found(jitter, tmp_path, monkeypatch):
     from torchrig import _lrfind
 

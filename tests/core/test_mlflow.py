@@ -28,6 +28,7 @@ trainer: {{max_epochs: 3, mlflow: {mlflow}}}
 """
 
 
+@pytest.mark.slow
 def test_recipe_logs_params_epochs_and_artifacts(rig_plugin, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -57,6 +58,7 @@ def test_recipe_logs_params_epochs_and_artifacts(rig_plugin, tmp_path, monkeypat
     assert {"plots/learning_curves.png", "plots/top_losses.png", "plots/train_batch.png"} <= plots
 
 
+@pytest.mark.slow
 def test_default_store_is_local_and_named_after_the_recipe(rig_plugin, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -42,6 +42,7 @@ def run(tiny_run):
     return tiny_run
 
 
+@pytest.mark.slow
 def test_report_is_one_self_contained_page_that_chromium_renders(run, tmp_path, capsys):
     (run / "report.html").unlink()  # train writes one; the command writes it again
     assert main(["report", str(run)]) == 0
