@@ -310,8 +310,8 @@ def export(run_dir: str | Path, *, format: str = "onnx", out: str | Path | None 
         raise TorchrigError(f"{str(folder)!r} already holds an export; pass --force to replace it, or --out DIR.")
     parts = build(recipe, run_dir, pretrained=False)
     model = _own_weights(parts, run_dir, torch.device("cpu"))
-    inputs = _example(parts.loader(held_out(parts)))
-    sample = parts.loader(held_out(parts)).dataset[0][0]
+    loader = parts.loader(held_out(parts))
+    inputs, sample = _example(loader), loader.dataset[0][0]
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import random
 import textwrap
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +17,7 @@ import torch
 from . import protocols
 from ._checkpoint import atomic_write
 from ._files import TOP_LOSSES
+from ._seed import get_rng_state, set_rng_state
 
 TOP_N = 12  # held-out samples in top_losses.png / .json
 BATCH_N = 16  # training samples in train_batch.png
@@ -146,16 +146,12 @@ def draw_train_batch(parts: Any, generator: torch.Generator | None, path: Path) 
     set_epoch = getattr(loader.sampler, "set_epoch", None)
     if set_epoch is not None:
         set_epoch(1)  # the permutation the Trainer draws for epoch 1
-    py_state = random.getstate()
-    np_state = _numpy_state()
-    with torch.random.fork_rng(devices=[]):
+    saved = get_rng_state()
+    try:
         indices = list(next(iter(loader.batch_sampler)))[:BATCH_N]
         batch = _collate(loader, indices)
-    random.setstate(py_state)
-    if np_state is not None:
-        import numpy
-
-        numpy.random.set_state(np_state)
+    finally:
+        set_rng_state(saved)
     dataset = parts.splits["train"]
     classes = parts.classes
     items = []
@@ -165,14 +161,6 @@ def draw_train_batch(parts: Any, generator: torch.Generator | None, path: Path) 
         items.append((_take(batch[0], j), label if label is not None else _short(target)))
     draw_grid(items, protocols.shower(parts.train_transform, dataset), path,
               title="first training batch, after the train transform")
-
-
-def _numpy_state() -> Any:
-    try:
-        import numpy
-    except ImportError:  # pragma: no cover
-        return None
-    return numpy.random.get_state()
 
 
 def _collate(loader: Any, indices: list[int]) -> tuple[Any, Any]:
