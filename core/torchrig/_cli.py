@@ -270,17 +270,12 @@ def _lr_find(args: argparse.Namespace) -> int:
 
 
 def _cv(args: argparse.Namespace) -> int:
-    from ._cv import CV_SUMMARY, cross_validate, format_cv
+    from ._cv import CV_SUMMARY, format_cv, run_cv
 
-    summary = cross_validate(args.recipe, folds=args.folds, overrides=args.overrides, group_by=args.group_by,
-                             out=args.out, n_jobs=args.jobs, scheduler=args.scheduler)
+    out, summary = run_cv(args.recipe, folds=args.folds, overrides=args.overrides, group_by=args.group_by,
+                          out=args.out, n_jobs=args.jobs, scheduler=args.scheduler)
     print(f"{args.folds}-fold cross-validation (mean ± std over the folds):")
     print(format_cv(summary))
-    from pathlib import Path
-
-    from ._recipe import load_recipe
-
-    out = Path(args.out) if args.out else Path("runs") / f"{load_recipe(args.recipe, args.overrides)['name']}-cv"
     print(f"folds in {out}/fold-1 ... fold-{args.folds}; summary in {out / CV_SUMMARY}")
     return 0
 

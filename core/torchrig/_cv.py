@@ -56,6 +56,13 @@ def cross_validate(recipe_path: str | Path, *, folds: int, overrides: list[str] 
         What ``cv_summary.json`` holds: per fold its scores, and per split and metric the mean
         and standard deviation.
     """
+    return run_cv(recipe_path, folds=folds, overrides=overrides, group_by=group_by, out=out, n_jobs=n_jobs,
+                  scheduler=scheduler)[1]
+
+
+def run_cv(recipe_path: str | Path, *, folds: int, overrides: list[str] | None = None, group_by: str | None = None,
+           out: str | Path | None = None, n_jobs: int = 2, scheduler: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """:func:`cross_validate`, and the folder it used (``torchrig cv`` prints it)."""
     from ._recipe import load_recipe
 
     overrides = list(overrides or [])
@@ -74,7 +81,7 @@ def cross_validate(recipe_path: str | Path, *, folds: int, overrides: list[str] 
         _run_folds(str(recipe_path), overrides, todo, folds, out, n_jobs, scheduler)
     summary = summarize([json.loads((out / f"fold-{i}" / SUMMARY).read_text()) for i in range(1, folds + 1)])
     atomic_write(out / CV_SUMMARY, json.dumps(summary, indent=2).encode())
-    return summary
+    return out, summary
 
 
 def _check_folds(recipe: Any) -> None:
