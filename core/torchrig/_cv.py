@@ -99,34 +99,70 @@ def _clear(folder: Path) -> None:
 
 def _run_folds(recipe_path: str, overrides: list[str], todo: list[int], folds: int, out: Path, n_jobs: int,
                scheduler: str | None) -> None:
-    """Full waves of ``n_jobs`` folds at their share of the cores each, then the last, smaller
-    wave with the cores split among fewer folds: no core idles while a fold is left."""
+    """The folds on a Dask cluster, in this process (one job), or on ``n_jobs`` local slots."""
     from joblib import Parallel, delayed, parallel_backend
 
-    def calls(wave: list[int], threads: int) -> list[Any]:
-        return [delayed(_fold_run)(recipe_path, overrides, i, folds, str(out / f"fold-{i}"), threads) for i in wave]
-
-    cores = os.cpu_count() or 1
     if scheduler is not None:  # the cluster's workers: one fold each, their own threads
         try:
             from dask.distributed import Client
         except ImportError:
             raise TorchrigError("--scheduler needs Dask: pip install 'torchrig[cluster]'.") from None
         with Client(scheduler), parallel_backend("dask"):
-            Parallel(n_jobs=-1)(calls(todo, 1))
+            Parallel(n_jobs=-1)(delayed(_fold_run)(recipe_path, overrides, i, folds, str(out / f"fold-{i}"), 1)
+                                for i in todo)
         return
     jobs = max(1, min(n_jobs, len(todo)))
     if jobs == 1:
-        for call in calls(todo, cores):  # in this process: no worker start-up, and errors as they are
-            call[0](*call[1], **call[2])
+        for i in todo:  # in this process, all cores: no worker start-up, and errors as they are
+            _fold_run(recipe_path, overrides, i, folds, str(out / f"fold-{i}"), os.cpu_count() or 1)
         return
-    full = len(todo) - len(todo) % jobs
-    with Parallel(n_jobs=jobs, backend="loky") as parallel:  # the same workers for every wave
-        if full:
-            parallel(calls(todo[:full], max(1, cores // jobs)))
-        rest = todo[full:]
-        if rest:
-            parallel(calls(rest, max(1, cores // len(rest))))
+    _run_slots(recipe_path, overrides, todo, folds, out, jobs)
+
+
+def _run_slots(recipe_path: str, overrides: list[str], todo: list[int], folds: int, out: Path, jobs: int) -> None:
+    """``jobs`` folds at a time: this process trains folds itself, alongside ``jobs - 1`` joblib
+    (loky) worker processes, and each slot takes the next fold as soon as it is free. So the
+    first fold starts at once instead of after the workers have imported torch (seconds each),
+    and no slot idles while another still has folds queued.
+
+    A fold gets its share of the cores: ``cores // jobs`` while every slot is busy, more when
+    fewer folds are left than slots (the last fold alone gets them all)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+    from joblib.externals.loky import get_reusable_executor
+
+    cores, lock = os.cpu_count() or 1, threading.Lock()
+    pending, running = list(todo), [0]
+    workers = get_reusable_executor(max_workers=jobs - 1)  # they start importing now
+
+    def slot(here: bool) -> None:
+        while True:
+            with lock:
+                if not pending:
+                    return
+                fold = pending.pop(0)
+                running[0] += 1
+                threads = max(1, cores // min(jobs, running[0] + len(pending)))
+            call = (recipe_path, overrides, fold, folds, str(out / f"fold-{fold}"), threads)
+            try:
+                _fold_run(*call) if here else workers.submit(_fold_run, *call).result()
+            except BaseException:
+                with lock:
+                    pending.clear()  # the other slots finish their fold and stop
+                raise
+            finally:
+                with lock:
+                    running[0] -= 1
+
+    threads_before = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(jobs, thread_name_prefix="torchrig-cv") as pool:
+            for done in [pool.submit(slot, i == 0) for i in range(jobs)]:
+                done.result()
+    finally:
+        torch.set_num_threads(threads_before)
 
 
 def summarize(fold_summaries: list[dict[str, Any]]) -> dict[str, Any]:

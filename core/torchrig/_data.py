@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import inspect
 import os
 import unicodedata
@@ -32,6 +33,30 @@ class TransformedDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         inputs, target = self.dataset[index]
         return (self.transform(inputs) if self.transform is not None else inputs), target
+
+
+class PooledDataset(ConcatDataset):
+    """A dataset's own train and val splits as one pool, for ``torchrig cv`` to cut folds from.
+
+    What a plugin's dataset carries for the loop (``classes``, ``collate_fn``, ``show``,
+    ``model_kwargs``, ``preprocessing``) is the first part's; ``describe`` and ``lengths`` span
+    every part. (A bare ``ConcatDataset`` hides them all: padded audio would not batch.)
+    """
+
+    _SHARED = ("classes", "collate_fn", "show", "model_kwargs", "preprocessing")
+
+    def __getattr__(self, name: str) -> Any:
+        if name in PooledDataset._SHARED:
+            return getattr(self.datasets[0], name)
+        if name == "describe" and protocols.describe(self.datasets[0], 0) is not None:
+            return self._describe
+        if name == "lengths" and all(protocols.lengths(protocols.base_dataset(p)) is not None for p in self.datasets):
+            return [n for part in self.datasets for n in lengths_of(part)]
+        raise AttributeError(name)
+
+    def _describe(self, index: int) -> str | None:
+        part = bisect.bisect_right(self.cumulative_sizes, index)
+        return protocols.describe(self.datasets[part], index - (self.cumulative_sizes[part - 1] if part else 0))
 
 
 def targets_of(dataset: Dataset) -> list[Any]:
@@ -251,6 +276,8 @@ def groups_of(dataset: Dataset, group_by: str) -> list[str]:
     parenthesised group, or the whole match), e.g. ``'^[^_]+_([^_]+)_'`` for ``7_jackson_32.wav``."""
     import re
 
+    if isinstance(dataset, ConcatDataset):  # a dataset's own train and val, pooled for cv
+        return [g for part in dataset.datasets for g in groups_of(part, group_by)]
     field = getattr(dataset, group_by, None) if group_by.isidentifier() else None
     if field is not None and not callable(field):
         values = list(field)
@@ -333,7 +360,7 @@ def _fold(recipe: Recipe, splits: dict[str, Dataset], info: dict[str, Any], grou
     if k < 2 or not 1 <= i <= k:
         raise recipe.error(("data", "split", "fold"), f"fold {i} of {k}: folds must be >= 2 and 1 <= fold <= folds.")
     if "val" in splits:  # the data's own val split joins the pool the folds are cut from
-        splits["train"] = ConcatDataset([splits["train"], splits.pop("val")])
+        splits["train"] = PooledDataset([splits["train"], splits.pop("val")])
     base = splits["train"]
     groups = groups_of(base, group_by) if group_by else None
     seed, stratify = int(recipe["seed"]), recipe["task"] == "classification"

@@ -144,6 +144,23 @@ def test_ddp_fine_tunes_from_a_run_dir(runs):
     assert len(rows(root / "ft")) == 2
 
 
+def test_balanced_sampler_under_ddp_draws_one_processs_batches(runs, tmp_path):
+    """`data.sampler: balanced` under torchrun: each rank takes every other index of the same
+    seeded draw, so the two ranks' k-th batches are one process's k-th batch, and epoch 1 trains
+    as one process with the global batch does (the same bounds as the plain-sampler test)."""
+    (tmp_path / "r.yaml").write_text(RECIPE.replace("  batch_size: 64\n", "  batch_size: 64\n  sampler: balanced\n"))
+    short = ["--quiet", "--set", "trainer.max_epochs=2"]
+    single = torchrig("train", "r.yaml", "--out", "single", *short, cwd=tmp_path)
+    assert single.returncode == 0, single.stderr
+    ddp = torchrig("train", "r.yaml", "--out", "ddp", *short, "--nproc", "2", "--set", "data.batch_size=32", cwd=tmp_path)
+    assert ddp.returncode == 0, ddp.stderr
+    a, b = rows(tmp_path / "single")[0], rows(tmp_path / "ddp")[0]
+    assert b["train_loss"] == pytest.approx(a["train_loss"], rel=TRAIN_LOSS_REL), (a, b)
+    assert b["val_loss"] == pytest.approx(a["val_loss"], rel=VAL_LOSS_REL), (a, b)
+    root, _ = runs  # the same recipe with the plain shuffled sampler (same epoch-1 schedule: T_max is set)
+    assert rows(root / "single")[0]["train_loss"] != pytest.approx(a["train_loss"], rel=1e-4)  # the draw is in play
+
+
 def test_one_failing_rank_brings_every_rank_down(tmp_path):
     """A plugin whose dataset breaks on rank 1 in the middle of training: every process exits,
     non-zero, instead of waiting out the process group's timeout, and the error names its rank."""

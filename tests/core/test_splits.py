@@ -105,3 +105,49 @@ def test_a_group_larger_than_a_share_is_announced(grouped, tmp_path):
     messages = [str(w.message) for w in caught]
     assert any("has 30 samples, more than the val share (20 of 200)" in m for m in messages), messages
     assert len(splits["val"]) == 30
+
+
+def test_folds_over_a_datasets_own_train_and_val_keep_what_it_carries(rig_plugin, tmp_path):
+    """`torchrig cv` pools a dataset's own train and val splits: the pool still batches with the
+    dataset's collate_fn (variable-length clips, padded), names each sample and gives its groups."""
+    from torchrig._data import collate_of
+
+    class Clips(torch.utils.data.Dataset):
+        def __init__(self, first, n):
+            self.lengths = [3 + (first + i) % 5 for i in range(n)]
+            self.targets = [(first + i) % 2 for i in range(n)]
+            self.speaker = [f"s{(first + i) // 4}" for i in range(n)]
+            self.classes = ["no", "yes"]
+
+        def __len__(self):
+            return len(self.targets)
+
+        def __getitem__(self, i):
+            return torch.ones(self.lengths[i]), self.targets[i]
+
+        def describe(self, i):
+            return f"clip_{self.speaker[i]}_{i}.wav"
+
+        @staticmethod
+        def collate_fn(batch):
+            x = torch.nn.utils.rnn.pad_sequence([b[0] for b in batch], batch_first=True)
+            return x, torch.tensor([b[1] for b in batch])
+
+    plugin = torchrig.Plugin("c")
+
+    @plugin.dataset
+    def clips(*, split: str = "train"):
+        return {"train": Clips(0, 40), "val": Clips(40, 16), "test": Clips(56, 8)}[split]
+
+    torchrig.register_plugin(plugin, source="tests")
+
+    splits, _ = build_splits(_recipe(tmp_path, "c/clips", "{folds: 4, fold: 2, group_by: speaker}"))
+    assert len(splits["train"]) + len(splits["val"]) == 56 and len(splits["test"]) == 8
+    assert collate_of(splits["train"]) is Clips.collate_fn
+    pool = splits["val"].dataset
+    assert [pool.describe(i) for i in (0, 40)] == ["clip_s0_0.wav", "clip_s10_0.wav"]
+    assert pool.lengths[40] == Clips(40, 1).lengths[0] and pool.classes == ["no", "yes"]
+    speakers = {s: {pool.describe(i).split("_")[1] for i in part.indices} for s, part in splits.items() if s != "test"}
+    assert not speakers["train"] & speakers["val"]
+    x, _ = next(iter(torch.utils.data.DataLoader(splits["train"], batch_size=8, collate_fn=collate_of(splits["train"]))))
+    assert x.shape == (8, max(pool.lengths[i] for i in splits["train"].indices[:8]))
