@@ -28,6 +28,9 @@ os.environ["OMP_NUM_THREADS"] = str(THREADS)
 # Tests never download: a library's named weights that are not in the (test-made) cache fail at
 # once with the file, folder and URL, instead of reaching for the network.
 os.environ["TORCHRIG_OFFLINE"] = "1"
+# An exception no check anticipated is a test failure with its traceback, not the one-line
+# "internal error" users get (the bad-input tests call the CLI in this process).
+os.environ["TORCHRIG_TRACEBACK"] = "1"
 
 
 @pytest.fixture(scope="session", autouse=True)

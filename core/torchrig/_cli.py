@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ._errors import TorchrigError
 from ._version import __version__
@@ -86,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON lines")
     p.add_argument("--engine", choices=("torch", "onnxruntime"), default="torch",
                    help="run the model in torch (default) or its ONNX export in onnxruntime")
+    p.add_argument("--force", action="store_true",
+                   help="predict input the run's reader refuses as the wrong kind (binary input to a text run)")
 
     p = sub.add_parser("report", help="write RUN_DIR/report.html: one self-contained page of the run")
     p.add_argument("run_dir")
@@ -120,7 +123,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"torchrig: rank {os.environ.get('RANK')} stopped: another rank failed (its error is above).",
                   file=sys.stderr)
             return 1
-        raise
+        if os.environ.get("TORCHRIG_TRACEBACK"):
+            raise
+        return _internal_error(exc)
+
+
+def _internal_error(exc: Exception) -> int:
+    """An exception no check anticipated: one line on stderr, the traceback in a file (a user
+    never faces 20 lines of library internals; a bug report still gets them)."""
+    import tempfile
+    import traceback
+
+    path: Any = os.path.join(tempfile.gettempdir(), f"torchrig-traceback-{os.getpid()}.txt")
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    except OSError:
+        path = None
+    where = f" (rank {os.environ['RANK']})" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+    print(f"torchrig: internal error{where}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    print("  This is a bug in torchrig or in a plugin, not something to fix in your input. "
+          + (f"The traceback is in {path}; " if path else "")
+          + "please attach it to a bug report (TORCHRIG_TRACEBACK=1 prints it here instead).", file=sys.stderr)
+    return 1
 
 
 def _peer_failed(exc: BaseException) -> bool:
@@ -133,6 +158,8 @@ def _peer_failed(exc: BaseException) -> bool:
 def _list(args: argparse.Namespace) -> int:
     from ._registry import list_components
 
+    if args.plugin:
+        _known_plugin(args.plugin)
     kinds = [args.kind] if args.kind else list(KINDS)
     for kind in kinds:
         names = list_components(kind[:-1], args.pattern, plugin=args.plugin)
@@ -144,6 +171,17 @@ def _list(args: argparse.Namespace) -> int:
             print(f"  {plugin}: " + ", ".join(n.split("/", 1)[1] for n in group))
     _report_failures()
     return 0
+
+
+def _known_plugin(name: str) -> None:
+    """Refuse a plugin name that no installed or registered plugin has, with the close ones."""
+    from ._errors import did_you_mean
+    from ._plugins import plugin_statuses
+
+    names = sorted({s.name for s in plugin_statuses()})
+    if name not in names:
+        raise TorchrigError(f"No plugin named {name!r}.{did_you_mean(name, names)} Installed: {', '.join(names)} "
+                            "(`torchrig plugins` lists them with their state).")
 
 
 def _report_failures() -> None:
@@ -182,6 +220,7 @@ def _plugins(args: argparse.Namespace) -> int:
 def _check_plugin(args: argparse.Namespace) -> int:
     from .testing import inspect_plugin
 
+    _known_plugin(args.name)
     report = inspect_plugin(args.name)
     print(report)
     return 1 if report.problems else 0
@@ -228,7 +267,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from ._run import predict
 
-    for result in predict(args.run_dir, args.inputs, top_k=args.top, engine=args.engine):
+    for result in predict(args.run_dir, args.inputs, top_k=args.top, engine=args.engine, force=args.force):
         if args.json:
             print(json.dumps(result))
         elif "top" in result:

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, Sampler, Subset
 
 from . import protocols
-from ._errors import TorchrigError
+from ._errors import InputError, TorchrigError
 from ._recipe import Recipe, component
 from ._registry import get_component, get_entry
 
@@ -469,8 +469,9 @@ def _scan(folder: Path, suffixes: tuple[str, ...]) -> list[tuple[str, list[Path]
     hidden entries and other suffixes ignored."""
     found = []
     for cls in sorted((p for p in folder.iterdir() if p.is_dir() and _visible(p.name)), key=lambda p: p.name):
-        files = sorted(p for p in cls.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
-                       and all(_visible(part) for part in p.relative_to(cls).parts))
+        # a dangling link is kept: the dataset reports it (or skips it with on_error: skip)
+        files = sorted(p for p in cls.rglob("*") if (p.is_file() or (p.is_symlink() and not p.exists()))
+                       and p.suffix.lower() in suffixes and all(_visible(part) for part in p.relative_to(cls).parts))
         found.append((unicodedata.normalize("NFC", cls.name), files))
     return found
 
@@ -506,7 +507,14 @@ def class_folder_files(root: str | os.PathLike, split: str, suffixes: Sequence[s
     folder = base / split if has_splits else base
     if (not has_splits and split != "train") or not folder.is_dir():
         return None
-    classes = [name for name, _ in _scan(base / "train" if has_splits else base, suffixes)]
+    pool = _scan(base / "train" if has_splits else base, suffixes)
+    empty = [name for name, paths in pool if not paths]
+    if empty and len(empty) < len(pool):  # (none with files at all: the error below says so)
+        kinds = "/".join(suffixes[:4]) + ("/..." if len(suffixes) > 4 else "")
+        raise InputError(f"{component}: the class folder(s) {', '.join(repr(n) for n in empty)} in "
+                         f"{str(base / 'train' if has_splits else base)!r} hold no {kinds} file. Every folder "
+                         "there is a class: add its samples, or move the folder out.")
+    classes = [name for name, _ in pool]
     found = _scan(folder, suffixes)
     unknown = [name for name, _ in found if name not in classes]
     if unknown:

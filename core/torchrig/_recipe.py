@@ -132,14 +132,16 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, check_compon
         TorchrigError: a missing file, bad YAML, an unknown key, a wrong type, an unknown
             component name or an argument a builder does not take; each names file and line.
     """
+    from ._files import read_text
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         hint = ""
         if path.parent.is_dir():
             near = did_you_mean(path.name, [p.name for p in path.parent.glob("*.y*ml")])
             hint = near
         raise TorchrigError(f"No recipe file at {str(path)!r}.{hint}")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "recipe")
     data, lines = _parse(text, str(path))
     if data is None:
         data = {}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import TorchrigError
-from ._files import METRICS, RECIPE, REPORT, SUMMARY, TOP_LOSSES, atomic_write
+from ._files import METRICS, RECIPE, REPORT, SUMMARY, TOP_LOSSES, atomic_write, check_run, read_text
 PLOTS = (("learning_curves.png", "Learning curves"), ("confusion_matrix.png", "Confusion matrix"),
          ("predicted_vs_true.png", "Predicted vs true"), ("residuals.png", "Residuals"),
          ("top_losses.png", "Highest loss"), ("train_batch.png", "First training batch"))
@@ -37,12 +37,13 @@ def write_report(run_dir: str | Path) -> Path:
     if not (run_dir / RECIPE).is_file():
         raise TorchrigError(f"{str(run_dir)!r} is not a torchrig run dir (no {RECIPE}). "
                             "Pass the folder that `torchrig train` printed as 'run dir'.")
+    check_run(run_dir)
     epochs = _epochs(run_dir / METRICS)
     if not epochs:
         raise TorchrigError(f"The run in {str(run_dir)!r} never finished an epoch ({METRICS} has no rows), so there "
                             "is nothing to report. Resume it (torchrig train RECIPE --out DIR --resume) or train again.")
     summary = _json(run_dir / SUMMARY)
-    recipe_text = (run_dir / RECIPE).read_text(encoding="utf-8")
+    recipe_text = read_text(run_dir / RECIPE, "the run's recipe")
     name = run_dir.resolve().name
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>torchrig run: {_e(name)}</title>",
              f"<meta name='viewport' content='width=device-width'><style>{_STYLE}</style></head><body>",

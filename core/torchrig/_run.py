@@ -25,8 +25,9 @@ from . import _dist, protocols
 from ._build import META, RECIPE, SUMMARY, WEIGHTS, Parts, build, class_counts, prepare_weights, share_model_settings
 from ._callbacks import ModelCheckpoint
 from ._checkpoint import atomic_write, load_weights
+from ._files import LOCK, RunLock, check_run, not_a_file, read_json
 from ._device import resolve_device
-from ._errors import TorchrigError
+from ._errors import InputError, TorchrigError
 from ._loop import Trainer
 from ._recipe import Recipe, component, load_recipe
 from ._registry import REGISTRY
@@ -67,6 +68,22 @@ def train(recipe: Recipe, *, out: str | Path | None = None, resume: bool = False
 def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar: bool) -> Path:
     started = time.time()
     run_dir = Path(out) if out is not None else default_run_dir(recipe, resume)
+    created = not run_dir.exists()
+    # One writer per run dir: rank 0 holds RUN/.lock for the whole run, taken before any check
+    # (a second `train` into the same dir stops here, naming the process that has it).
+    lock = RunLock(run_dir).acquire() if _dist.rank() == 0 else None
+    try:
+        return _train_locked(recipe, run_dir, created=created, started=started, resume=resume,
+                             progress_bar=progress_bar)
+    finally:
+        if lock is not None:
+            lock.release()
+            if created and run_dir.is_dir() and [p.name for p in run_dir.iterdir()] == [LOCK]:
+                shutil.rmtree(run_dir, ignore_errors=True)  # it failed before writing anything
+
+
+def _train_locked(recipe: Recipe, run_dir: Path, *, created: bool, started: float, resume: bool,
+                  progress_bar: bool) -> Path:
     if resume and not (run_dir / "state.pt").is_file():
         raise TorchrigError(f"--resume: no training state in {str(run_dir)!r} (no state.pt). "
                             "Pass the run dir of the interrupted run with --out DIR.")
@@ -84,7 +101,6 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
     generator = seed_everything(seed)
     share_model_settings(recipe)
     weights = prepare_weights(recipe)  # before any data is read: a missing file fails at once
-    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:  # set-up: a bad input here (data, weights that do not fit) leaves no half-made run dir
         parts = build(recipe, run_dir, generator=generator, weights=weights)
@@ -225,8 +241,9 @@ def open_run(run_dir: str | Path) -> tuple[Recipe, dict[str, Any]]:
     if missing:
         raise TorchrigError(f"{str(run_dir)!r} is not a torchrig run dir: missing {', '.join(missing)}. "
                             "Pass the folder that `torchrig train` printed as 'run dir'.")
+    check_run(run_dir)
     recipe = load_recipe(run_dir / RECIPE)
-    meta = json.loads((run_dir / META).read_text())
+    meta = read_json(run_dir / META, "the run's metadata")
     return recipe, meta
 
 
@@ -256,7 +273,7 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test") -> tuple[dict[str,
     scores = trainer.evaluate(model, parts.loader(split), parts.loss, metrics=recipe["metrics"])
     found = interpret(trainer, model, parts, split, parts.loss, run_dir)
     summary_path = run_dir / SUMMARY
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary = read_json(summary_path, "the run's summary") if summary_path.is_file() else {}
     summary[split] = scores
     if "per_class" in found:
         summary.setdefault("per_class", {})[split] = found["per_class"]
@@ -264,11 +281,22 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test") -> tuple[dict[str,
     return scores, found.get("per_class")
 
 
-def _read(reader: Any, item: str, dataset: dict[str, Any]) -> Any:
-    """Call a plugin's reader; readers that take ``dataset`` get the run's dataset component."""
-    if protocols.reader_takes_dataset(reader):
-        return reader(item, dataset=dataset)
-    return reader(item)
+def _read(reader: Any, item: str, dataset: dict[str, Any], force: bool = False) -> Any:
+    """Call a plugin's reader; readers that take ``dataset`` get the run's dataset component, and
+    those that take ``force`` get ``--force``. Whatever a reader raises about the input becomes an
+    InputError that names it: a raw PIL or soundfile exception never reaches the user."""
+    kwargs: dict[str, Any] = {"dataset": dataset} if protocols.reader_takes_dataset(reader) else {}
+    if force and protocols.reader_takes_force(reader):
+        kwargs["force"] = True
+    try:
+        return reader(item, **kwargs)
+    except TorchrigError:
+        raise
+    except MemoryError:
+        raise InputError(f"Cannot read {item!r}: it does not fit in memory.") from None
+    except Exception as exc:  # a reader's library error about this input
+        raise InputError(f"Cannot read {item!r}: {type(exc).__name__}: {exc}. Is it the kind of file this run "
+                         "was trained on?") from exc
 
 
 def _reader_for(plugin: str, item: str) -> Any:
@@ -284,11 +312,17 @@ def _reader_for(plugin: str, item: str) -> Any:
     raise TorchrigError(f"Cannot read {item!r}: the {plugin!r} plugin reads {', '.join(known)}.")
 
 
-def predict(run_dir: str | Path, inputs: Sequence[str], *, top_k: int = 3, engine: str = "torch") -> list[dict[str, Any]]:
+def predict(run_dir: str | Path, inputs: Sequence[str], *, top_k: int = 3, engine: str = "torch",
+            force: bool = False) -> list[dict[str, Any]]:
     """Predict each input (a file, or ``-`` for lines on stdin) with a run dir's model.
 
     ``engine="onnxruntime"`` runs the run's ONNX export (``torchrig export RUN``) instead of
-    torch; inputs are read and preprocessed the same way.
+    torch; inputs are read and preprocessed the same way. ``force`` passes input a reader
+    would refuse as the wrong kind (binary input to a text run) to the model anyway.
+
+    Raises:
+        InputError: an input is missing, a folder, a dangling link, empty, or unreadable by the
+            run's plugin; the message names it. Nothing is predicted then.
 
     Returns:
         One dict per input: ``{"input": ..., "top": [(label, probability), ...]}`` for
@@ -320,17 +354,28 @@ def predict(run_dir: str | Path, inputs: Sequence[str], *, top_k: int = 3, engin
         reader = _reader_for(plugin, item)
         collate = protocols.collate_of(transform) or protocols.reader_collate(reader) or default_collate
         if item == "-":
-            samples += [(line, _read(reader, line, dataset), collate)
-                        for line in sys.stdin.read().splitlines() if line.strip()]
+            stdin = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+            lines = stdin.decode("utf-8", errors="surrogateescape").splitlines()  # the reader judges the bytes
+            samples += [(line, _read(reader, line, dataset, force), collate) for line in lines if line.strip()]
             continue
-        if not Path(item).is_file():
-            raise TorchrigError(f"No input file at {item!r}.")
-        samples.append((item, _read(reader, item, dataset), collate))
+        problem = not_a_file(item)
+        if problem is not None:
+            raise InputError(f"Cannot predict {item!r}: {problem}. Pass files (a shell glob such as "
+                             "folder/*.png names them), or - for lines on standard input.")
+        if Path(item).stat().st_size == 0:
+            raise InputError(f"Cannot predict {item!r}: the file is empty (0 bytes).")
+        samples.append((item, _read(reader, item, dataset, force), collate))
     results = []
     for label, raw, collate in samples:
-        x = transform(raw) if transform is not None and not protocols.is_batched(transform) else raw
-        # a batch of one, through the same collate as training: (inputs, dummy target)
-        batch = collate([(x, 0)])
+        try:
+            x = transform(raw) if transform is not None and not protocols.is_batched(transform) else raw
+            # a batch of one, through the same collate as training: (inputs, dummy target)
+            batch = collate([(x, 0)])
+        except TorchrigError:
+            raise
+        except Exception as exc:
+            raise InputError(f"Cannot prepare {label!r} for the model: {type(exc).__name__}: {exc}. Is it the kind "
+                             "of input this run was trained on?") from exc
         output = onnx(batch[0])[0] if engine == "onnxruntime" else trainer.predict(model, [batch])[0]
         if recipe["task"] == "classification":
             probs = output.softmax(-1) if output.numel() > 1 else torch.sigmoid(output)

@@ -23,7 +23,7 @@ __all__ = [
     "Dataset", "FittedTransform", "BatchedTransform", "Reader", "Model", "ModelBuilder", "TransformBuilder",
     "NamedWeights", "Shows", "classes", "collate_of", "base_dataset", "declared_head", "describe", "from_model", "init_report",
     "is_batched", "is_fitted", "lengths", "model_context", "model_kwargs", "named_weights", "preprocessing",
-    "reader_collate", "reader_suffixes", "reader_takes_dataset", "shower", "skipped", "targets",
+    "reader_collate", "reader_suffixes", "reader_takes_dataset", "reader_takes_force", "shower", "skipped", "targets",
 ]
 
 
@@ -215,7 +215,11 @@ class Reader(Protocol):
     """``@plugin.reader(".png", ".jpg", collate_fn=None)``: how ``torchrig predict`` reads an input
     file (or, for the suffix ``"-"``, a line of stdin) into a sample's inputs, as the datasets
     give them. It may take ``dataset=`` (the run's dataset component) to read as that dataset
-    does (its sample rate, say)."""
+    does (its sample rate, say), and ``force=`` (``torchrig predict --force``) to read input it
+    would otherwise refuse as the wrong kind (binary input to a text reader).
+
+    For input it cannot use, a reader raises :class:`torchrig.InputError` naming the input and
+    saying what is wrong; anything else it raises is wrapped into one by ``torchrig predict``."""
 
     suffixes: tuple[str, ...]
 
@@ -224,6 +228,14 @@ class Reader(Protocol):
 
 def reader_suffixes(reader: Any) -> tuple[str, ...]:
     return tuple(getattr(reader, "suffixes", ()) or ())
+
+
+def reader_takes_force(reader: Any) -> bool:
+    """Does the reader accept ``force`` (``torchrig predict --force``: read input it would refuse)?"""
+    try:
+        return "force" in inspect.signature(reader).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def reader_collate(reader: Any) -> Callable | None:

@@ -103,7 +103,8 @@ class AudioFolder(Dataset):
 
     def _try_decode(self, path: Path) -> tuple[torch.Tensor, int] | Unreadable:
         try:
-            return decode_clip(path, channels=self.options["channels"])
+            return decode_clip(path, channels=self.options["channels"],
+                               seconds=self.options["duration"] or self.options["max_duration"])
         except Unreadable as exc:
             return exc
 
@@ -112,7 +113,7 @@ class AudioFolder(Dataset):
             self.skipped.append(str(path))
             self._reasons.append(problem)
             return
-        raise torchrig.TorchrigError(
+        raise torchrig.InputError(
             f"Cannot use audio file {str(path)!r}: {problem}. Delete or replace it, or set on_error: skip "
             f"in data.dataset to skip unusable files (they are counted in summary.json).")
 
@@ -121,7 +122,7 @@ class AudioFolder(Dataset):
             return
         first = f"{self.skipped[0]!r}: {self._reasons[0]}"
         if not kept:
-            raise torchrig.TorchrigError(
+            raise torchrig.InputError(
                 f"{self.owner}: none of the {len(self.skipped)} sound files can be used. The first, {first}.")
         shown = "; ".join(f"{p} ({r})" for p, r in zip(self.skipped[:3], self._reasons))
         more = f"; and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
@@ -154,7 +155,7 @@ class AudioFolder(Dataset):
         try:
             return read_clip(path, **self.options), target
         except Unreadable as exc:
-            raise torchrig.TorchrigError(
+            raise torchrig.InputError(
                 f"Cannot use audio file {path!r}: {exc}. Delete or replace it; or set preload: true in "
                 "data.dataset, which checks every file up front so that on_error: skip can leave it out.") from exc
 
@@ -241,5 +242,5 @@ def clip(path: str, *, dataset: dict[str, Any] | None = None) -> torch.Tensor:
     try:
         return read_clip(path, **options)
     except Unreadable as exc:
-        raise torchrig.TorchrigError(f"Cannot use audio file {path!r}: {exc}.") from exc
+        raise torchrig.InputError(f"Cannot use audio file {path!r}: {exc}.") from exc
 

@@ -107,8 +107,10 @@ def _short(exc: BaseException) -> str:
     return re.sub(r"^Error opening '.*?': ", "", text) or type(exc).__name__
 
 
-def _decode(path: Path) -> tuple[torch.Tensor, int]:
-    """(channels, samples) float32 in [-1, 1] and the file's sample rate, with integrity checks."""
+def _decode(path: Path, seconds: float | None = None) -> tuple[torch.Tensor, int]:
+    """(channels, samples) float32 in [-1, 1] and the file's sample rate, with integrity checks.
+    With ``seconds``, a longer file is read only around its centre (``seconds`` and a margin for
+    the resampler): an hour-long file costs what a clip does."""
     if path.suffix.lower() in FFMPEG_SUFFIXES:
         if not _torchcodec_available():
             raise Unreadable(_ffmpeg_hint(path))
@@ -130,12 +132,19 @@ def _decode(path: Path) -> tuple[torch.Tensor, int]:
     with f:
         declared, rate, fmt = f.frames, f.samplerate, f.format
         truncated = _truncated(f)
+        want = declared
+        if seconds is not None and fmt != "MP3" and rate > 0:  # MP3 frame counts are estimates
+            window = math.ceil(seconds * rate) + 2 * (rate // 50 + 64)
+            if window < declared:
+                want = window
         try:
-            data = f.read(dtype="float32", always_2d=True)
+            if want < declared:
+                f.seek((declared - want) // 2)
+            data = f.read(want if want < declared else -1, dtype="float32", always_2d=True)
         except (RuntimeError, OSError, ValueError, TypeError) as exc:
             raise Unreadable(f"its audio cannot be decoded: it is corrupt or truncated ({_short(exc)})") from exc
     # MP3 frame counts are estimates; elsewhere fewer frames than declared means a cut-off file.
-    if truncated or (fmt != "MP3" and 0 < len(data) < declared):
+    if truncated or (fmt != "MP3" and 0 < len(data) < min(want, declared)):
         raise Unreadable("it is truncated (its header declares more audio than the file holds)")
     return torch.from_numpy(data.T.copy()), rate
 
@@ -168,15 +177,17 @@ def fit_length(waveform: torch.Tensor, samples: int | None, *, pad: bool) -> tor
     return waveform
 
 
-def decode_clip(path: str | Path, *, channels: int = 1) -> tuple[torch.Tensor, int]:
+def decode_clip(path: str | Path, *, channels: int = 1, seconds: float | None = None) -> tuple[torch.Tensor, int]:
     """Decode and check ``path``: a ``(channels, samples)`` float32 waveform at the file's own rate.
+    With ``seconds`` (a crop to come: ``duration`` or ``max_duration``), a longer file is decoded
+    only around its centre, never whole.
 
     Raises:
         Unreadable: the file is corrupt, truncated, empty, silent, holds non-finite samples, or
             has a channel count that cannot become ``channels``.
     """
     path = Path(path)
-    waveform, rate = _decode(path)
+    waveform, rate = _decode(path, seconds)
     if waveform.shape[-1] == 0:
         raise Unreadable("it holds no audio samples (empty or truncated)")
     if not torch.isfinite(waveform).all():
@@ -224,7 +235,7 @@ def read_clip(path: str | Path, *, sample_rate: int, channels: int = 1, duration
     Raises:
         Unreadable: as :func:`decode_clip`.
     """
-    waveform, rate = decode_clip(path, channels=channels)
+    waveform, rate = decode_clip(path, channels=channels, seconds=duration or max_duration)
     return conform(waveform, rate, sample_rate=sample_rate, duration=duration, max_duration=max_duration)
 
 

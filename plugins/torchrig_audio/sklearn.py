@@ -99,7 +99,7 @@ class LogMel(TransformerMixin, BaseEstimator):
 
         Raises:
             InputError: (a ValueError) ``X`` is not 2-D, or a clip is empty, multi-channel or non-finite.
-            TorchrigError: a file cannot be read (the message names it), or a bad parameter.
+            InputError: a file cannot be read (the message names it). TorchrigError: a bad parameter.
         """
         frontend = self._frontend()
         items, _ = _clips(X)
@@ -118,8 +118,8 @@ class LogMel(TransformerMixin, BaseEstimator):
         try:
             return read_clip(item, sample_rate=rate, channels=1, duration=duration)[0]
         except Unreadable as exc:
-            raise torchrig.TorchrigError(f"LogMel: cannot use audio file {str(item)!r}: {exc}. Delete or replace it, "
-                                         "or leave it out of X.") from exc
+            raise torchrig.InputError(f"LogMel: cannot use audio file {str(item)!r}: {exc}. Delete or replace it, "
+                                      "or leave it out of X.") from exc
 
     def _frontend(self) -> FrontEnd:
         for name in ("sample_rate", "n_mels"):

@@ -61,8 +61,13 @@ def _read_rows(path: Path, fmt: str, encoding: str) -> list[tuple[int, Any]]:
         return rows
     reader = csv_module.DictReader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",")
     rows = []
-    for row in reader:
-        rows.append((reader.line_num, row))
+    try:
+        for row in reader:
+            rows.append((reader.line_num, row))
+    except csv_module.Error as exc:  # a NUL byte, or a field over the csv module's 128 KiB
+        raise torchrig.InputError(
+            f"text/csv: {path}:{reader.line_num + 1}: cannot parse the {fmt.upper()} ({exc}). A binary file, or an "
+            "unclosed quote that swallows the rest of the file? Fix the file, or pass the right one.") from None
     if reader.fieldnames is None:
         return []
     return rows
@@ -102,7 +107,7 @@ def csv(*, path: str, text_column: str = "text", label_column: str = "label", fo
     """
     file = Path(os.path.expanduser(path))
     if not file.is_file():
-        raise torchrig.TorchrigError(f"text/csv: no file at {path!r}.")
+        raise torchrig.InputError(f"text/csv: no file at {path!r}" + (" (it is a folder)." if file.is_dir() else "."))
     fmt = (format or file.suffix.lstrip(".")).lower()
     if fmt in ("json", "ndjson"):
         fmt = "jsonl"
@@ -149,16 +154,21 @@ def folder(*, root: str, split: str = "train", encoding: str = "utf-8", on_error
         try:
             text = file.read_text(encoding=encoding)
             problem = None if text.strip() else "the file is empty"
+            if "\x00" in text:
+                problem = f"it holds {text.count(chr(0))} NUL byte(s): a binary file, not text"
         except UnicodeDecodeError as exc:
             problem = f"not {encoding} text ({exc.reason} at byte {exc.start})"
+        except OSError as exc:  # a dangling link, a permission
+            problem = f"it cannot be opened ({exc.strerror or exc})"
         if problem is None:
             texts.append(text)
             labels.append(classes[target])
         elif on_error == "skip":
             skipped.append(str(file))
+            log.warning("skipping %s: %s", file, problem)
         else:
-            raise torchrig.TorchrigError(f"text/folder: {file}: {problem}. Fix or remove it, set encoding, "
-                                         "or set on_error: skip.")
+            raise torchrig.InputError(f"text/folder: {file}: {problem}. Fix or remove it, set encoding, "
+                                      "or set on_error: skip.")
     if not texts:
         raise torchrig.TorchrigError(f"text/folder: no readable .txt file under {root!r}.")
     return TextDataset(texts, labels, classes=classes, skipped=skipped)
@@ -198,8 +208,29 @@ def fortunes(*, categories: list[str] = list(DEFAULT_CATEGORIES), root: str = FO
 
 
 @plugin.reader("-", ".txt")
-def text(source: str) -> str:
-    """A line from stdin (``-``), or a whole ``.txt`` file as one text."""
+def text(source: str, *, force: bool = False) -> str:
+    """A line from stdin (``-``), or a whole ``.txt`` file as one text.
+
+    Input that is not text (NUL bytes: a binary file; bytes that are not UTF-8) is refused with
+    a message saying so; ``force`` (``torchrig predict --force``) classifies it anyway, with
+    undecodable bytes replaced by U+FFFD.
+    """
     if source.endswith(".txt") and os.path.isfile(source):
-        return Path(source).read_text(encoding="utf-8", errors="replace")
-    return source
+        data, what = Path(source).read_bytes(), repr(source)
+    else:  # a line of stdin, read with undecodable bytes kept as surrogates
+        data, what = source.encode("utf-8", errors="surrogateescape"), "a line of standard input"
+    problem = _not_text(data)
+    if problem is not None and not force:
+        raise torchrig.InputError(f"{what} is not text: {problem}. Pass --force to classify it anyway.")
+    return data.decode("utf-8", errors="replace")
+
+
+def _not_text(data: bytes) -> str | None:
+    nul = data.count(b"\x00")
+    if nul:
+        return f"it holds {nul} NUL byte(s), as binary files do"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"byte 0x{data[exc.start]:02x} at offset {exc.start} is not UTF-8 (re-save it as UTF-8)"
+    return None

@@ -204,10 +204,14 @@ def _read(X: Any, flat_shape: tuple[int, int] | None) -> np.ndarray | list[Image
 
 
 def _open(path: str | os.PathLike) -> Image.Image:
+    from ._datasets import open_image
+
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:  # within PIL's pixel limit, before decoding
             img.load()
             return upright(img)
-    except (OSError, ValueError, SyntaxError) as exc:  # UnidentifiedImageError is an OSError
+    except torchrig.InputError as exc:
+        raise torchrig.InputError(f"ImagePreprocessor: {exc} Delete or replace the file, or leave it out of X.") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # UnidentifiedImageError is an OSError
         raise torchrig.InputError(f"ImagePreprocessor: cannot read image {str(path)!r}: {exc}. "
                           "Delete or replace the file, or leave it out of X.") from exc

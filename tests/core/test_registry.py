@@ -233,5 +233,5 @@ def test_check_plugin_names_what_breaks_the_protocol(fake_plugins, capsys):
         check_plugin("broken")
     assert main(["check-plugin", "broken"]) == 1
     assert "FAIL  broken/three" in capsys.readouterr().out
-    assert main(["check-plugin", "nothing"]) == 1
-    assert "nothing" in capsys.readouterr().out
+    assert main(["check-plugin", "nothing"]) == 2  # no such plugin: bad input, named, with the installed ones
+    assert "No plugin named 'nothing'" in capsys.readouterr().err

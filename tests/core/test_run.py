@@ -96,7 +96,7 @@ def test_predict_rejects_unknown_inputs(recipe_file, tmp_path, capsys):
     assert main(["predict", str(run), "photo.png"]) == 2
     assert "Cannot read 'photo.png': the 't' plugin reads .csv" in capsys.readouterr().err
     assert main(["predict", str(run), "missing.csv"]) == 2
-    assert "No input file at 'missing.csv'" in capsys.readouterr().err
+    assert "Cannot predict 'missing.csv': there is no file at 'missing.csv'" in capsys.readouterr().err
 
 
 def test_list_info_plugins(rig_plugin, capsys):

@@ -145,7 +145,7 @@ def test_corrupt_file_is_named(tmp_path, rgb):
     Image.fromarray(rgb[0]).save(good)
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\nthis is not really a png")
-    with pytest.raises(TorchrigError, match=re.escape(f"cannot read image {str(bad)!r}")):
+    with pytest.raises(TorchrigError, match=re.escape(f"Cannot read image {str(bad)!r}")):
         ImagePreprocessor().fit([good, bad])
     with pytest.raises(TorchrigError, match="pass a list of paths"):
         ImagePreprocessor().fit(str(good))
