@@ -23,6 +23,7 @@ import torchrig
 from torchrig._cli import main
 
 BOMB_SIDE = 20000  # 4e8 pixels: 4.5x PIL's bomb limit; 400 MB as greyscale once decoded
+QUIET_BOMB_SIDE = 12000  # 1.44e8 pixels: 1.6x the limit, which PIL alone decodes after a warning
 
 
 def _png_bomb(path: Path, side: int = BOMB_SIDE) -> None:
@@ -87,6 +88,8 @@ def make_corpus(root: Path) -> dict[str, dict[str, Path]]:
     vision["truncated"].write_bytes(jpeg[: len(jpeg) // 2])
     vision["bomb"] = root / "vision" / "bomb.png"
     _png_bomb(vision["bomb"])
+    vision["quiet_bomb"] = root / "vision" / "quiet-bomb.png"  # over PIL's limit, under its 2x error: PIL only warns
+    _png_bomb(vision["quiet_bomb"], QUIET_BOMB_SIDE)
     wav = _wav_bytes(1)
     audio["truncated"] = root / "audio" / "cut.wav"
     audio["truncated"].write_bytes(wav[: len(wav) // 2])
@@ -223,7 +226,7 @@ def _assert_clean_error(code: int, out: str, err: str, *names: str) -> None:
 
 
 PREDICT_BAD = [(d, k) for d, kinds in {
-    "vision": ["wrong_content", "zero_bytes", "directory", "dangling_symlink", "truncated", "bomb"],
+    "vision": ["wrong_content", "zero_bytes", "directory", "dangling_symlink", "truncated", "bomb", "quiet_bomb"],
     "audio": ["wrong_content", "zero_bytes", "directory", "dangling_symlink", "truncated"],
     "text": ["wrong_content", "zero_bytes", "directory", "dangling_symlink", "not_utf8"],
 }.items() for k in kinds]
@@ -296,7 +299,7 @@ def test_recipe_commands_refuse_a_bad_recipe_file_by_name(command, bad, bad_reci
 
 
 TRAIN_BAD = [(d, k) for d, kinds in {
-    "vision": ["wrong_content", "zero_bytes", "dangling_symlink", "truncated", "bomb"],
+    "vision": ["wrong_content", "zero_bytes", "dangling_symlink", "truncated", "bomb", "quiet_bomb"],
     "audio": ["wrong_content", "zero_bytes", "dangling_symlink", "truncated"],
     "text": ["wrong_content", "zero_bytes", "dangling_symlink", "not_utf8"],
 }.items() for k in kinds]
@@ -318,6 +321,16 @@ def test_train_refuses_a_bad_file_in_the_data_by_name(domain, kind, corpus, runs
     path = corpus[domain][kind]
     recipe = _recipe(tmp_path / "r.yaml", domain, _folder_with(tmp_path / "data", domain, [path]))
     code, out, err = cli(capsys, "train", recipe, "--out", tmp_path / "run", "--quiet")
+    _assert_clean_error(code, out, err, path.name, "on_error: skip")
+
+
+@pytest.mark.parametrize("command", ["lr-find", "cv"])
+@pytest.mark.parametrize("kind", ["wrong_content", "bomb"])
+def test_lr_find_and_cv_refuse_a_bad_file_in_the_data_by_name(command, kind, corpus, capsys, tmp_path):
+    path = corpus["vision"][kind]
+    recipe = _recipe(tmp_path / "r.yaml", "vision", _folder_with(tmp_path / "data", "vision", [path]))
+    extra = ["--folds", "2"] if command == "cv" else []
+    code, out, err = cli(capsys, command, recipe, "--out", tmp_path / "out", *extra)
     _assert_clean_error(code, out, err, path.name, "on_error: skip")
 
 
@@ -405,26 +418,32 @@ def test_public_file_loaders_name_the_file(corpus, runs, bad_recipes, tmp_path):
             LogMel(sample_rate=8000).fit_transform([str(corpus["audio"][kind])])
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads the peak RSS from /proc (Linux)")
 def test_the_bomb_is_refused_before_decoding_in_bounded_memory(corpus, runs):
     """`torchrig predict` on the 20000 x 20000 PNG (400 MB as greyscale, 1.2 GB as RGB once
-    decoded), in a subprocess: refused from its header. Its peak RSS grows by less than 100 MB
-    over the same process having predicted a good image (importing torch 2.14 alone takes
-    ~500 MB here, so the bound is on what the file costs, not on torch)."""
+    decoded) and the 12000 x 12000 one (which PIL alone would decode), in a subprocess: both
+    refused from their header. Its peak RSS grows by less than 100 MB over the same process
+    having predicted a good image (importing torch 2.14 alone takes ~500 MB here, so the bound
+    is on what the file costs, not on torch). The peak is VmHWM: getrusage's ru_maxrss would
+    start at this pytest process's own peak, which Linux carries over to a child at fork."""
     import subprocess
 
     found, _ = runs
-    script = ("import resource, sys\nfrom torchrig._cli import main\n"
+    script = ("import sys\nfrom torchrig._cli import main\n"
+              "def peak():\n"
+              "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
               "assert main(['predict', sys.argv[1], sys.argv[2]]) == 0\n"
-              "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+              "before = peak()\n"
               "code = main(['predict', sys.argv[1], sys.argv[3]])\n"
-              "print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(code)")
-    result = subprocess.run([sys.executable, "-c", script, str(found["vision"]), str(corpus["vision"]["awkward_name"]),
-                             str(corpus["vision"]["bomb"])],
-                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 2, result.stderr
-    assert "400,000,000 pixels" in result.stderr or "400000000 pixels" in result.stderr, result.stderr
-    before, after = (int(v) / 1024 for v in result.stdout.split()[-2:])  # ru_maxrss: KiB on Linux
-    assert after - before < 100, f"peak RSS {before:.0f} MB -> {after:.0f} MB"
+              "print(before, peak())\nsys.exit(code)")
+    for bomb, pixels in (("bomb", "400000000 pixels"), ("quiet_bomb", "144,000,000 pixels")):
+        result = subprocess.run([sys.executable, "-c", script, str(found["vision"]),
+                                 str(corpus["vision"]["awkward_name"]), str(corpus["vision"][bomb])],
+                                capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert result.returncode == 2, result.stderr
+        assert pixels in result.stderr, result.stderr
+        before, after = (int(v) / 1024 for v in result.stdout.split()[-2:])  # VmHWM: KiB
+        assert after - before < 100, f"{bomb}: peak RSS {before:.0f} MB -> {after:.0f} MB"
 
 
 def test_max_pixels_is_an_option_and_big_jpegs_decode_in_draft_mode(tmp_path):
