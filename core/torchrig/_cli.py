@@ -35,12 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("list", help="list registered models, datasets and transforms")
-    p.add_argument("kind", nargs="?", choices=KINDS, help="only this kind")
-    p.add_argument("pattern", nargs="?", help="a glob on names, e.g. '*resnet*'")
+    p.add_argument("kind", nargs="?", metavar="KIND", help=f"only this kind ({', '.join(KINDS)}); a word that is "
+                   "not a kind is taken as the pattern")
+    p.add_argument("pattern", nargs="?", help="a part of the name (resnet), or a glob ('*resnet*')")
     p.add_argument("--plugin", help="only this plugin's components")
 
-    p = sub.add_parser("info", help="a component's parameters and documentation")
-    p.add_argument("name", help="e.g. vision/small_cnn")
+    p = sub.add_parser("info", help="a component's parameters and documentation, or what a run dir holds")
+    p.add_argument("name", help="e.g. vision/small_cnn, or a run dir")
 
     sub.add_parser("plugins", help="each plugin: distribution, version, loaded or the error")
 
@@ -104,7 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``torchrig`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        unsplit = [o for o in getattr(args, "overrides", None) or [] if "=" not in o]
+        hint = f" --set takes key=value as one word: --set {unsplit[0]}={extra[0]}" if unsplit else ""
+        parser.error(f"unrecognized arguments: {' '.join(extra)}.{hint}")
     if args.command is None:
         parser.print_help(sys.stdout)
         return 0
@@ -160,9 +165,19 @@ def _list(args: argparse.Namespace) -> int:
 
     if args.plugin:
         _known_plugin(args.plugin)
-    kinds = [args.kind] if args.kind else list(KINDS)
+    kind = args.kind if args.kind is None or args.kind in KINDS else f"{args.kind}s"  # model -> models
+    if kind is not None and kind not in KINDS:  # `torchrig list resnet`: a pattern, not a kind
+        if args.pattern is not None:
+            raise TorchrigError(f"torchrig list: {args.kind!r} is not a kind; the kinds are {', '.join(KINDS)}.")
+        kind, args.pattern = None, args.kind
+    kinds = [kind] if kind else list(KINDS)
+    found = {k: list_components(k[:-1], args.pattern, plugin=args.plugin) for k in kinds}
+    if args.pattern and not any(found.values()):
+        print(f"nothing matches {args.pattern!r}; `torchrig list` shows every name")
     for kind in kinds:
-        names = list_components(kind[:-1], args.pattern, plugin=args.plugin)
+        names = found[kind]
+        if args.pattern and not names and len(kinds) > 1:
+            continue  # a search: only the kinds it found something in
         print(f"{kind} ({len(names)}):")
         by_plugin: dict[str, list[str]] = {}
         for name in names:
@@ -193,10 +208,33 @@ def _report_failures() -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ._registry import component_info
 
+    if (Path(args.name) / "meta.json").is_file():  # a run dir: what it is and what it expects
+        print(_run_info(Path(args.name)))
+        return 0
     print(component_info(args.name)[1])
     return 0
+
+
+def _run_info(run_dir: Any) -> str:
+    from ._files import SUMMARY, check_run, read_json
+
+    check_run(run_dir)
+    meta = read_json(run_dir / "meta.json", "the run's metadata")
+    lines = [f"{run_dir}  (run dir: {meta.get('task')} on {meta.get('dataset')})"]
+    if meta.get("classes"):
+        lines.append(f"  classes: {', '.join(meta['classes'])}")
+    if meta.get("input_note"):
+        lines.append(f"  input:   {meta['input_note']}")
+    summary = read_json(run_dir / SUMMARY, "the run's summary") if (run_dir / SUMMARY).is_file() else {}
+    for split in ("val", "test"):
+        if isinstance(summary.get(split), dict):
+            scores = ", ".join(f"{k} {v:.4f}" for k, v in summary[split].items() if isinstance(v, float))
+            lines.append(f"  {split}:    {scores}")
+    return "\n".join(lines)
 
 
 def _plugins(args: argparse.Namespace) -> int:
@@ -267,7 +305,18 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from ._run import predict
 
-    for result in predict(args.run_dir, args.inputs, top_k=args.top, engine=args.engine, force=args.force):
+    results = predict(args.run_dir, args.inputs, top_k=args.top, engine=args.engine, force=args.force)
+    unsure = [r for r in results if "top" in r and r["top"] and r["top"][0][1] < 0.5]
+    if unsure:
+        from pathlib import Path
+
+        from ._files import read_json
+
+        note = read_json(Path(args.run_dir) / "meta.json", "the run's metadata").get("input_note")
+        if note:
+            print(f"note: {len(unsure)} of {len(results)} prediction(s) are below 0.5 probability. This model "
+                  f"expects {note}.", file=sys.stderr)
+    for result in results:
         if args.json:
             print(json.dumps(result))
         elif "top" in result:

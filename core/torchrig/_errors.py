@@ -41,7 +41,8 @@ def check_on_error(on_error: str, owner: str) -> bool:
 
 
 def did_you_mean(name: str, choices: Iterable[str], *, n: int = 3) -> str:
-    """Return ``" Did you mean 'x'?"`` for the closest matches of ``name``, or ``""``.
+    """Return ``" Did you mean 'x'?"`` for the closest match of ``name`` (``" Close: y, z."`` after
+    it for the next ones), or ``""``.
 
     Example::
 
@@ -50,4 +51,5 @@ def did_you_mean(name: str, choices: Iterable[str], *, n: int = 3) -> str:
     close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.6)
     if not close:
         return ""
-    return " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+    others = f" Close: {', '.join(close[1:])}." if len(close) > 1 else ""
+    return f" Did you mean {close[0]!r}?{others}"

@@ -70,6 +70,11 @@ class Trainer:
         checkpoint_dir: if given, save ``weights.safetensors`` and ``state.pt`` there each epoch,
             a ``metrics.csv``, and let ``fit(..., resume=True)`` continue from it.
         progress_bar: show a progress bar (on a terminal) and one summary line per epoch.
+        restore_best: after ``fit``, load the best weights the checkpoint kept (the epoch with
+            the best monitored value, e.g. ``val_loss``), as Keras' ``restore_best_weights``.
+            By default the model holds the last epoch's weights, as in Lightning and Keras;
+            ``weights.safetensors`` holds the best either way. Needs a ``checkpoint_dir`` (or a
+            :class:`ModelCheckpoint` callback).
 
     Example::
 
@@ -96,6 +101,7 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         checkpoint_dir: str | Path | None = None,
         progress_bar: bool = True,
+        restore_best: bool = False,
     ) -> None:
         if int(max_epochs) < 1:
             raise TorchrigError(f"max_epochs must be >= 1, got {max_epochs!r}.")
@@ -120,6 +126,7 @@ class Trainer:
         self.scheduler_interval = scheduler_interval
         self.on_nan = on_nan
         self.verbose = bool(progress_bar)
+        self.restore_best = bool(restore_best)
 
         defaults: list[Callback] = [LRMonitor()]
         if progress_bar:
@@ -196,6 +203,9 @@ class Trainer:
         metric_set = self._metric_set(metrics)
         owned = _dist.setup(self.device)
         try:
+            if self.restore_best and self._best_keeper() is None:
+                raise TorchrigError("restore_best=True needs checkpoints to restore from: pass "
+                                    "Trainer(checkpoint_dir=...) or a ModelCheckpoint callback.")
             return self._fit(model, train_loader, loss_fn, optimizer, val_loader, scheduler, metric_set, resume)
         finally:
             _dist.teardown(owned)
@@ -253,7 +263,22 @@ class Trainer:
             raise
         self._call("on_fit_end")
         _dist.barrier()  # rank 0's files are complete before any rank reads them
+        if self.restore_best:
+            self._restore_best(model)
         return self.history
+
+    def _best_keeper(self) -> ModelCheckpoint | None:
+        return self.checkpoint or next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None)
+
+    def _restore_best(self, model: nn.Module) -> None:
+        """Load the best weights the ModelCheckpoint kept (``restore_best=True``)."""
+        from ._checkpoint import load_weights
+
+        checkpoint = self._best_keeper()
+        if checkpoint is not None and checkpoint.weights_path.is_file():
+            model.load_state_dict(load_weights(checkpoint.weights_path, device=self.device))
+            if checkpoint.best_epoch is not None:
+                self.log(f"restored the best weights, from epoch {checkpoint.best_epoch} of {self.epoch}")
 
     def evaluate(
         self,
@@ -540,7 +565,8 @@ def _loss(loss_fn: Callable, output: Any, target: Any, step: int) -> torch.Tenso
             raise
         raise TorchrigError(
             f"The loss {type(loss_fn).__name__} does not fit the model's output {_describe(output)} "
-            f"and the target {_describe(target)}: {exc}. {_loss_hint(loss_fn)}"
+            f"and the target {_describe(target)}: {str(exc).strip().rstrip('.')}. {_loss_hint(loss_fn)}"
+            f"{_classes_hint(output, target)}"
         ) from exc
     if step == 0 and not (isinstance(loss, torch.Tensor) and loss.numel() == 1):
         raise TorchrigError(
@@ -548,6 +574,16 @@ def _loss(loss_fn: Callable, output: Any, target: Any, step: int) -> torch.Tenso
             "Use reduction='mean' (the default) or 'sum'."
         )
     return loss
+
+
+def _classes_hint(output: Any, target: Any) -> str:
+    """A class index past the model's outputs: say where the number of classes comes from."""
+    if not (isinstance(output, torch.Tensor) and isinstance(target, torch.Tensor) and output.ndim == 2
+            and not target.is_floating_point() and target.numel() and int(target.max()) >= output.shape[1]):
+        return ""
+    return (f" The model has {output.shape[1]} outputs, and the targets reach class {int(target.max())}: build "
+            f"it with num_classes={int(target.max()) + 1} or more (in a recipe: model.num_classes, or give the "
+            "dataset a `classes` attribute, the class names, and it is filled in).")
 
 
 def _loss_hint(loss_fn: Callable) -> str:

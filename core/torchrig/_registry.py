@@ -306,10 +306,13 @@ def get_transform(name: str, /, **kwargs: Any) -> Any:
 
 
 def list_components(kind: str, pattern: str | None = None, *, plugin: str | None = None) -> list[str]:
-    """Sorted names of ``kind``, optionally filtered by a glob ``pattern`` and a ``plugin``."""
+    """Sorted names of ``kind``, optionally filtered by a ``pattern`` (a glob, or without ``*?[``
+    a part of the name) and a ``plugin``."""
     names = sorted(_table(kind))
     if plugin is not None:
         names = [n for n in names if n.split("/", 1)[0] == plugin]
+    if pattern is not None and not any(c in pattern for c in "*?["):
+        return [n for n in names if pattern.lower() in n.lower()]
     if pattern is not None:
         names = [n for n in names if fnmatch.fnmatchcase(n, pattern) or fnmatch.fnmatchcase(n.split("/", 1)[1], pattern)]
     return names

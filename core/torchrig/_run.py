@@ -25,7 +25,7 @@ from . import _dist, protocols
 from ._build import META, RECIPE, SUMMARY, WEIGHTS, Parts, build, class_counts, prepare_weights, share_model_settings
 from ._callbacks import ModelCheckpoint
 from ._checkpoint import atomic_write, load_weights
-from ._files import LOCK, RunLock, check_run, not_a_file, read_json
+from ._files import RunLock, check_run, not_a_file, read_json
 from ._device import resolve_device
 from ._errors import InputError, TorchrigError
 from ._loop import Trainer
@@ -72,14 +72,21 @@ def _train(recipe: Recipe, *, out: str | Path | None, resume: bool, progress_bar
     # One writer per run dir: rank 0 holds RUN/.lock for the whole run, taken before any check
     # (a second `train` into the same dir stops here, naming the process that has it).
     lock = RunLock(run_dir).acquire() if _dist.rank() == 0 else None
+    base = Path("runs") / str(recipe["name"])
+    if out is None and run_dir != base and _dist.rank() == 0:  # said first, and again in the last line
+        print(f"{base} holds an earlier run: this one goes to {run_dir} (--out DIR chooses the folder; "
+              f"--resume continues {base})", flush=True)
     try:
         return _train_locked(recipe, run_dir, created=created, started=started, resume=resume,
                              progress_bar=progress_bar)
+    except BaseException:
+        if lock is not None and created and not (run_dir / "state.pt").exists():
+            # it failed before its first finished epoch: nothing to resume, nothing worth keeping
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     finally:
         if lock is not None:
             lock.release()
-            if created and run_dir.is_dir() and [p.name for p in run_dir.iterdir()] == [LOCK]:
-                shutil.rmtree(run_dir, ignore_errors=True)  # it failed before writing anything
 
 
 def _train_locked(recipe: Recipe, run_dir: Path, *, created: bool, started: float, resume: bool,
@@ -102,12 +109,9 @@ def _train_locked(recipe: Recipe, run_dir: Path, *, created: bool, started: floa
     share_model_settings(recipe)
     weights = prepare_weights(recipe)  # before any data is read: a missing file fails at once
     run_dir.mkdir(parents=True, exist_ok=True)
-    try:  # set-up: a bad input here (data, weights that do not fit) leaves no half-made run dir
-        parts = build(recipe, run_dir, generator=generator, weights=weights)
-    except TorchrigError:
-        if created and zero:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+    # set-up: a bad input here (data, weights that do not fit) leaves no half-made run dir (_train
+    # removes a run dir this run created, when it fails before its first finished epoch)
+    parts = build(recipe, run_dir, generator=generator, weights=weights)
     model, report = parts.model, parts.weights_report
     init_report = protocols.init_report(model)  # e.g. word vectors' coverage
     if zero and parts.lr_find is not None:
@@ -130,6 +134,9 @@ def _train_locked(recipe: Recipe, run_dir: Path, *, created: bool, started: floa
     run_dir.mkdir(parents=True, exist_ok=True)
     meta = {"task": recipe["task"], "classes": parts.classes, "dataset": component(recipe["data"]["dataset"])[0],
             "sizes": {s: len(d) for s, d in parts.splits.items()}, "world_size": _dist.world_size()}
+    note = protocols.input_note(protocols.base_dataset(parts.splits["train"]))
+    if note:  # what input the model expects: `torchrig info RUN`, and predict's low-confidence hint
+        meta["input_note"] = note
     if zero:
         atomic_write(run_dir / RECIPE, recipe.to_yaml().encode())
         atomic_write(run_dir / META, json.dumps(meta, indent=2).encode())
@@ -299,6 +306,28 @@ def _read(reader: Any, item: str, dataset: dict[str, Any], force: bool = False) 
                          "was trained on?") from exc
 
 
+def _check_input(item: str, plugin: str, run_dir: Path) -> None:
+    """An input that is no readable file, named, with what to pass instead."""
+    import shlex
+
+    readers = [e.builder for e in REGISTRY.view("reader").values() if e.plugin == plugin]
+    suffixes = [s for r in readers for s in protocols.reader_suffixes(r) if s != "-"]
+    problem = not_a_file(item)
+    if problem is None:
+        if Path(item).stat().st_size == 0:
+            raise InputError(f"Cannot predict {item!r}: the file is empty (0 bytes).")
+        return
+    if Path(item).is_dir():
+        example = f"{item.rstrip('/')}/*{suffixes[0]}" if suffixes else f"{item.rstrip('/')}/*"
+        raise InputError(f"Cannot predict {item!r}: it is a folder. Pass its files, e.g. {example}")
+    takes_text = any("-" in protocols.reader_suffixes(r) for r in readers)
+    if takes_text and not Path(item).exists() and not Path(item).is_symlink():
+        raise InputError(f"{item!r} is not a file. To classify text, pipe it in: echo {shlex.quote(item)} | "
+                         f"torchrig predict {shlex.quote(str(run_dir))} -")
+    raise InputError(f"Cannot predict {item!r}: {problem}. Pass files (a shell glob such as folder/*.png names "
+                     "them), or - for lines on standard input.")
+
+
 def _reader_for(plugin: str, item: str) -> Any:
     readers = [e for e in REGISTRY.view("reader").values() if e.plugin == plugin]
     suffix = "-" if item == "-" else Path(item).suffix.lower()
@@ -351,6 +380,8 @@ def predict(run_dir: str | Path, inputs: Sequence[str], *, top_k: int = 3, engin
     dataset = {"name": name, **kwargs}
     samples: list[tuple[str, Any, Any]] = []
     for item in inputs:
+        if item != "-":
+            _check_input(item, plugin, run_dir)
         reader = _reader_for(plugin, item)
         collate = protocols.collate_of(transform) or protocols.reader_collate(reader) or default_collate
         if item == "-":
@@ -358,12 +389,6 @@ def predict(run_dir: str | Path, inputs: Sequence[str], *, top_k: int = 3, engin
             lines = stdin.decode("utf-8", errors="surrogateescape").splitlines()  # the reader judges the bytes
             samples += [(line, _read(reader, line, dataset, force), collate) for line in lines if line.strip()]
             continue
-        problem = not_a_file(item)
-        if problem is not None:
-            raise InputError(f"Cannot predict {item!r}: {problem}. Pass files (a shell glob such as "
-                             "folder/*.png names them), or - for lines on standard input.")
-        if Path(item).stat().st_size == 0:
-            raise InputError(f"Cannot predict {item!r}: the file is empty (0 bytes).")
         samples.append((item, _read(reader, item, dataset, force), collate))
     results = []
     for label, raw, collate in samples:

@@ -35,6 +35,7 @@ def capture(trainer: Trainer) -> dict[str, Any]:
         "epoch": trainer.epoch,
         "global_step": trainer.global_step,
         "model": trainer.model_state_dict(),
+        "model_class": _class_name(trainer.model),  # named when a resume meets another model
         "optimizer": trainer.optimizer.state_dict(),
         "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
         "scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None,
@@ -64,6 +65,7 @@ def restore(trainer: Trainer, resume: bool | str | Path) -> None:
     state = load_state(path)
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise TorchrigError(f"{str(path)!r} is not a torchrig training state (no {STATE_FORMAT!r} marker).")
+    _check_fits(trainer.model, state, path)
     trainer.model.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
     if trainer.scheduler is not None and state["scheduler"] is not None:
@@ -81,6 +83,34 @@ def restore(trainer: Trainer, resume: bool | str | Path) -> None:
     trainer.history = type(trainer.history)(state["history"])
     trainer.should_stop = bool(state.get("stopped", False))
     trainer.log(f"resumed from {path} after epoch {trainer.epoch}")
+
+
+def _class_name(model: Any) -> str:
+    model = getattr(model, "module", model)  # DDP's wrapper
+    return f"{type(model).__module__}.{type(model).__qualname__}"
+
+
+def _check_fits(model: Any, state: dict[str, Any], path: Path) -> None:
+    """A checkpoint of another model: one TorchrigError naming the checkpoint, the model it was
+    saved from and the first keys that differ, instead of load_state_dict's wall of keys."""
+    saved, mine = state["model"], model.state_dict()
+    missing = [k for k in mine if k not in saved]
+    unexpected = [k for k in saved if k not in mine]
+    reshaped = [k for k in mine if k in saved and tuple(saved[k].shape) != tuple(mine[k].shape)]
+    if not (missing or unexpected or reshaped):
+        return
+    found = []
+    if missing:
+        found.append(f"{len(missing)} of the model's keys are not in it ({', '.join(missing[:3])}, ...)")
+    if unexpected:
+        found.append(f"{len(unexpected)} of its keys are not in the model ({', '.join(unexpected[:3])}, ...)")
+    if reshaped:
+        k = reshaped[0]
+        found.append(f"{len(reshaped)} differ in shape ({k}: {tuple(saved[k].shape)} saved, {tuple(mine[k].shape)} now)")
+    raise TorchrigError(
+        f"Cannot resume from {str(path)!r}: it was saved from {state.get('model_class', 'another model')}, which "
+        f"does not fit this {_class_name(model)}: {'; '.join(found)}. Give this model a checkpoint folder of its "
+        "own (Trainer(checkpoint_dir=...) or --out), or fit without resume to start over.")
 
 
 def keyed_callbacks(callbacks: Sequence[Callback]) -> list[tuple[str, Callback]]:

@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 __all__ = [
     "Dataset", "FittedTransform", "BatchedTransform", "Reader", "Model", "ModelBuilder", "TransformBuilder",
     "NamedWeights", "Shows", "classes", "collate_of", "base_dataset", "declared_head", "describe", "from_model", "init_report",
-    "is_batched", "is_fitted", "lengths", "model_context", "model_kwargs", "named_weights", "preprocessing",
+    "input_note", "is_batched", "is_fitted", "lengths", "model_context", "model_kwargs", "named_weights", "preprocessing",
     "reader_collate", "reader_suffixes", "reader_takes_dataset", "reader_takes_force", "shower", "skipped", "targets",
 ]
 
@@ -71,6 +71,14 @@ def targets(dataset: Any) -> Sequence[Any] | None:
 def model_kwargs(obj: Any) -> dict[str, Any]:
     """A dataset's or a fitted transform's ``model_kwargs`` (recorded in the resolved recipe)."""
     return dict(getattr(obj, "model_kwargs", None) or {})
+
+
+def input_note(dataset: Any) -> str | None:
+    """A dataset's ``input_note``: one sentence on what input its models expect (e.g. "light
+    strokes on a dark background, filling the frame"), kept in the run's ``meta.json`` for
+    ``torchrig info RUN`` and for predict's hint when predictions are unsure."""
+    found = getattr(dataset, "input_note", None)
+    return str(found) if found else None
 
 
 def lengths(obj: Any) -> Any:

@@ -21,6 +21,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 SPLIT_NAMES = ("train", "val", "test")
 
 
+DIGITS_NOTE = ("a handwritten digit as scikit-learn's digits are: light strokes on a dark background, centred "
+               "and filling the frame (it is shrunk to 8x8 greyscale)")
+
+
 class Digits(Dataset):
     """scikit-learn's 1,797 handwritten 8x8 digits as ``(1, size, size)`` float images in [0, 1]."""
 
@@ -35,6 +39,7 @@ class Digits(Dataset):
         self.targets = torch.tensor(y)
         self.classes = [str(i) for i in range(10)]
         self.model_kwargs = {"in_channels": 1}
+        self.input_note = DIGITS_NOTE
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -231,6 +236,10 @@ def image(path: str, *, dataset: dict[str, Any] | None = None) -> Any:
         # digits are light strokes on black, 8x8 (or `size`), in [0, 1]
         size = int(dataset.get("size", 8))
         grey = load_image(path, 1).resize((size, size), Image.BILINEAR)
-        return torch.tensor(list(grey.getdata()), dtype=torch.float32).view(1, size, size) / 255.0
+        pixels = torch.tensor(list(grey.getdata()), dtype=torch.float32).view(1, size, size) / 255.0
+        if float(pixels.mean()) > 0.5:  # mostly light: dark ink on white paper, the other way round
+            log.warning("note: %s looks like dark strokes on a light background; this model expects light strokes "
+                        "on a dark background (invert it first, e.g. PIL.ImageOps.invert).", path)
+        return pixels
     return load_image(path, int(dataset.get("channels", 3)), max_pixels=dataset.get("max_pixels"),
                       decode_size=dataset.get("decode_size", DECODE_SIZE))

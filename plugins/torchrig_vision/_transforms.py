@@ -179,6 +179,12 @@ def compose(*, transforms: Sequence[Any]) -> Preset:
     return Preset([torchrig.build_component(item, "transform", owner="vision/compose") for item in transforms])
 
 
+# v2 transforms that only make sense with bounding boxes, key points or video frames (detection,
+# pose, video): not offered for image classification.
+_NOT_FOR_CLASSIFICATION = {"ClampBoundingBoxes", "ClampKeyPoints", "ConvertBoundingBoxFormat", "SanitizeBoundingBoxes",
+                           "SanitizeKeyPoints", "SetClampingMode", "RandomIoUCrop", "UniformTemporalSubsample"}
+
+
 def _register_v2() -> None:
     """Every ``torchvision.transforms.v2`` transform class as ``vision/<snake_case>``."""
     taken = {key for (_, key) in plugin.entries}
@@ -187,7 +193,8 @@ def _register_v2() -> None:
         if not (isinstance(cls, type) and issubclass(cls, v2.Transform)) or cls is v2.Transform:
             continue
         key = torchrig.snake_case(cls_name)
-        if key in taken or cls_name in ("Compose", "Lambda", "RandomApply", "RandomChoice", "RandomOrder"):
+        if key in taken or cls_name in ("Compose", "Lambda", "RandomApply", "RandomChoice", "RandomOrder") \
+                or cls_name in _NOT_FOR_CLASSIFICATION:
             continue
 
         def build(_cls: type = cls, **kwargs: Any) -> Any:

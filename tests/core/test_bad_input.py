@@ -259,6 +259,13 @@ def test_text_predict_says_binary_input_is_not_text_and_force_classifies_it(kind
     assert path.name in out
 
 
+def test_text_predict_on_a_literal_string_says_to_pipe_it(runs, unchanged, capsys):
+    found, _ = runs
+    code, out, err = cli(capsys, "predict", found["text"], "what a wonderful film")
+    _assert_clean_error(code, out, err, "'what a wonderful film' is not a file. To classify text, pipe it in: "
+                                        f"echo 'what a wonderful film' | torchrig predict {found['text']} -")
+
+
 BAD_RUNS = ["truncated_weights", "garbage_recipe", "truncated_meta", "empty_folder", "missing", "a_file",
             "dangling_symlink"]
 

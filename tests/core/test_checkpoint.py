@@ -95,3 +95,31 @@ def test_resume_refuses_a_foreign_state_file(tmp_path, digit_loaders):
         torchrig.Trainer(progress_bar=False).fit(model, train, nn.CrossEntropyLoss(),
                                                  torch.optim.SGD(model.parameters(), lr=0.1),
                                                  resume=tmp_path / "other.pt")
+
+
+def test_restore_best_ends_fit_with_the_best_epochs_weights(digit_loaders, tmp_path):
+    """By default the model holds the last epoch's weights (Lightning, Keras); restore_best=True
+    loads the best ones the checkpoint kept (Keras' restore_best_weights)."""
+    import torch
+    from torch import nn
+
+    import torchrig
+
+    train_loader, val_loader = digit_loaders
+    finals = {}
+    for restore in (False, True):
+        torchrig.seed_everything(0)
+        model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+        trainer = torchrig.Trainer(max_epochs=6, checkpoint_dir=tmp_path / str(restore), progress_bar=False,
+                                   restore_best=restore)
+        trainer.fit(model, train_loader, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=1.5),
+                    val_loader=val_loader)
+        assert trainer.checkpoint.best_epoch < 6  # (this lr overshoots: the last epoch is not the best)
+        best = torchrig.load_weights(tmp_path / str(restore) / "weights.safetensors")
+        same = all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
+        assert same is restore
+        finals[restore] = trainer.evaluate(model, val_loader, nn.CrossEntropyLoss())["loss"]
+    assert finals[True] < finals[False]
+    with pytest.raises(torchrig.TorchrigError, match="restore_best=True needs checkpoints"):
+        torchrig.Trainer(max_epochs=1, progress_bar=False, restore_best=True).fit(
+            model, train_loader, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1))

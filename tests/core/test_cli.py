@@ -42,3 +42,35 @@ def test_lazy_public_names():
         assert value is getattr(importlib.import_module(module, "torchrig"), name), name
     with pytest.raises(AttributeError, match="no attribute 'Traner'"):
         torchrig.Traner  # noqa: B018
+
+
+def test_list_takes_a_pattern_without_a_kind_and_a_singular_kind(capsys):
+    from torchrig._cli import main
+
+    assert main(["list", "resnet1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("models (4):") and "resnet18" in out and "datasets" not in out
+    assert main(["list", "model", "small_cnn"]) == 0
+    assert capsys.readouterr().out == "models (1):\n  vision: small_cnn\n"
+    assert main(["list", "zzz"]) == 0
+    assert "nothing matches 'zzz'" in capsys.readouterr().out
+    assert main(["list", "transforms", "*box*"]) == 0  # detection-only v2 transforms are not offered
+    assert capsys.readouterr().out.endswith("transforms (0):\n")
+    assert main(["list", "foo", "bar"]) == 2
+    assert "'foo' is not a kind; the kinds are models, datasets, transforms" in capsys.readouterr().err
+
+
+def test_set_with_a_space_gets_a_key_value_hint(capsys):
+    from torchrig._cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "r.yaml", "--set", "trainer.max_epochs", "1"])
+    assert exited.value.code == 2
+    assert "--set takes key=value as one word: --set trainer.max_epochs=1" in capsys.readouterr().err
+
+
+def test_suggestions_name_the_closest_first():
+    import torchrig
+
+    assert torchrig.did_you_mean("smal_cnn", ["small_cnn", "alexnet", "mall_cnx"]) == \
+        " Did you mean 'small_cnn'? Close: mall_cnx."

@@ -362,3 +362,16 @@ def test_bad_trainer_arguments(kwargs, message):
 def test_cuda_requested_without_gpu():
     with pytest.raises(TorchrigError, match=r"CUDA is not available here\. Use device='auto'"):
         Trainer(device="cuda")
+
+
+def test_too_few_outputs_for_the_classes_says_where_num_classes_comes_from(digit_loaders):
+    import torchrig
+
+    train_loader, _ = digit_loaders
+    model = torch.nn.Linear(64, 3)
+    with pytest.raises(torchrig.TorchrigError) as caught:
+        torchrig.Trainer(max_epochs=1, progress_bar=False).fit(
+            model, train_loader, torch.nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1))
+    message = str(caught.value)
+    assert "The model has 3 outputs, and the targets reach class 9: build it with num_classes=10 or more" in message
+    assert "give the dataset a `classes` attribute" in message and ".." not in message

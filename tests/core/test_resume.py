@@ -466,3 +466,38 @@ def test_ctrl_c_exits_cleanly_and_resume_gives_the_uninterrupted_weights(rig):
     code = rig.zygote.wait(args)
     assert code == 0, log_of(args)
     assert_same_results(ckpt, rig.reference("generator"))
+
+
+def test_resuming_another_models_checkpoint_names_it(digit_loaders, tmp_path):
+    """README's Trainer example once resumed the Quickstart's CNN checkpoint into an MLP: a wall of
+    load_state_dict keys. Now: the checkpoint, the model it came from, the first differing keys."""
+    import torch
+    from torch import nn
+
+    import torchrig
+
+    train_loader, val_loader = digit_loaders
+
+    class Wide(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+        def forward(self, x):
+            return self.body(x)
+
+    first = Wide()
+    torchrig.Trainer(max_epochs=1, checkpoint_dir=tmp_path, progress_bar=False).fit(
+        first, train_loader, nn.CrossEntropyLoss(), torch.optim.SGD(first.parameters(), lr=0.1))
+    other = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+    with pytest.raises(torchrig.TorchrigError) as caught:
+        torchrig.Trainer(max_epochs=2, checkpoint_dir=tmp_path, progress_bar=False).fit(
+            other, train_loader, nn.CrossEntropyLoss(), torch.optim.SGD(other.parameters(), lr=0.1), resume=True)
+    message = str(caught.value)
+    assert f"Cannot resume from '{tmp_path / 'state.pt'}': it was saved from " in message
+    assert "test_resume.test_resuming_another_models_checkpoint_names_it.<locals>.Wide" in message
+    assert "does not fit this torch.nn.modules.container.Sequential" in message
+    assert "0.weight, 0.bias, 2.weight" in message and "checkpoint folder of its own" in message
+    same = Wide()  # the right model still resumes
+    torchrig.Trainer(max_epochs=2, checkpoint_dir=tmp_path, progress_bar=False).fit(
+        same, train_loader, nn.CrossEntropyLoss(), torch.optim.SGD(same.parameters(), lr=0.1), resume=True)

@@ -93,8 +93,12 @@ def test_predict_rejects_unknown_inputs(recipe_file, tmp_path, capsys):
     main(["train", str(recipe_file), "--quiet", "--set", "trainer.max_epochs=1"])
     run = tmp_path / "runs" / "digits-mlp"
     capsys.readouterr()
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG")
     assert main(["predict", str(run), "photo.png"]) == 2
     assert "Cannot read 'photo.png': the 't' plugin reads .csv" in capsys.readouterr().err
+    (tmp_path / "rows").mkdir()
+    assert main(["predict", str(run), "rows"]) == 2
+    assert "Cannot predict 'rows': it is a folder. Pass its files, e.g. rows/*.csv" in capsys.readouterr().err
     assert main(["predict", str(run), "missing.csv"]) == 2
     assert "Cannot predict 'missing.csv': there is no file at 'missing.csv'" in capsys.readouterr().err
 
@@ -160,3 +164,25 @@ def test_build_gives_a_recipes_parts(recipe_file, tmp_path):
     bare = torchrig.build(torchrig.load_recipe(recipe_file), data=False)
     assert bare.splits == {} and bare.loaders == {} and isinstance(bare.model, torch.nn.Module)
     assert not list(tmp_path.glob("runs/*"))
+
+
+def test_a_run_failing_before_its_first_epoch_removes_only_a_run_dir_it_created(recipe_file, tmp_path, capsys):
+    """A model too small for the labels fails in the first batch: the run dir this run created
+    goes (there is nothing to resume); a folder that was there before stays, with its files."""
+    bad = ["--set", "model.num_classes=3", "--quiet"]
+    assert main(["train", str(recipe_file), "--out", str(tmp_path / "fresh"), *bad]) != 0
+    assert not (tmp_path / "fresh").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert main(["train", str(recipe_file), "--out", str(tmp_path / "mine"), *bad]) != 0
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_second_run_of_a_recipe_says_where_it_goes_first_and_last(recipe_file, tmp_path, capsys):
+    assert main(["train", str(recipe_file), "--quiet", "--set", "trainer.max_epochs=1"]) == 0
+    capsys.readouterr()
+    assert main(["train", str(recipe_file), "--quiet", "--set", "trainer.max_epochs=1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    first = "runs/digits-mlp holds an earlier run: this one goes to runs/digits-mlp-2 (--out DIR chooses the folder"
+    assert lines[0].startswith(first), lines[:2]
+    assert lines[-1].startswith("run dir: runs/digits-mlp-2"), lines[-3:]

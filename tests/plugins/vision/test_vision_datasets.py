@@ -129,3 +129,30 @@ def test_exif_orientation_is_applied(tmp_path):
     img.save(folder / "phone.jpg", exif=exif.tobytes())
     ds = torchrig.get_dataset("vision/image_folder", root=str(tmp_path / "photos"))
     assert ds[0][0].size == (20, 40)
+
+
+def test_a_digits_run_says_what_input_it_expects(tmp_path, capsys, caplog):
+    """meta.json keeps the dataset's input note; `torchrig info RUN` prints it, predict repeats it
+    when predictions are unsure, and a dark-on-light drawing gets a hint to invert it."""
+    from PIL import Image
+
+    from torchrig._cli import main
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: d\ndata:\n  dataset: {name: vision/digits}\n  split: {val: 0.2}\n"
+                      "model: {name: vision/small_cnn, width: 4}\noptimizer: {name: sgd, lr: 0.00001}\n"
+                      "trainer: {max_epochs: 1, device: cpu}\n")
+    assert main(["train", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "input:   a handwritten digit as scikit-learn's digits are: light strokes on a dark background" in out
+    drawing = Image.new("L", (40, 40), 255)  # a dark 7 on white paper
+    for i in range(30):
+        drawing.putpixel((5 + i, 6), 0)
+        drawing.putpixel((34 - i // 2, 6 + i), 0)
+    drawing.save(tmp_path / "seven.png")
+    assert main(["predict", str(tmp_path / "run"), str(tmp_path / "seven.png")]) == 0
+    err = capsys.readouterr().err  # (the hint is a log warning: on stderr in the CLI, in caplog here)
+    assert "seven.png looks like dark strokes on a light background" in caplog.text and "invert it first" in caplog.text
+    assert "prediction(s) are below 0.5 probability. This model expects a handwritten digit" in err

@@ -19,7 +19,8 @@ class Blobs(Dataset):
         centers = torch.randn(num_classes, dim, generator=g) * 3
         self.targets = torch.arange(n) % num_classes
         self.x = centers[self.targets] + torch.randn(n, dim, generator=g)
-        self.classes = [f"blob{i}" for i in range(num_classes)]
+        self.classes = [f"blob{i}" for i in range(num_classes)]  # names; their count -> num_classes
+        self.model_kwargs = {"in_features": dim}  # other sizes a model builder takes
 
     def __len__(self) -> int:
         return len(self.targets)
