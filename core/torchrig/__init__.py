@@ -62,6 +62,7 @@ __all__ = [
     "InputError",
     "did_you_mean",
     "check_on_error",
+    "not_text",
     "Trainer",
     "History",
     "Callback",
@@ -110,6 +111,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "not_text": "._files",
     "Trainer": "._loop",
     "History": "._loop",
     "Callback": "._callbacks",

@@ -58,7 +58,15 @@ def not_a_file(path: str | os.PathLike) -> str | None:
 
 
 def not_text(data: bytes) -> str | None:
-    """Why ``data`` is not UTF-8 text (NUL bytes: a binary file; bytes UTF-8 cannot decode), or None."""
+    """Why ``data`` is not UTF-8 text (NUL bytes: a binary file; bytes UTF-8 cannot decode), or
+    None: for a reader that must refuse binary input, e.g. ``torchrig_text``'s.
+
+    Example::
+
+        problem = torchrig.not_text(Path(path).read_bytes())
+        if problem is not None:
+            raise torchrig.InputError(f"{path!r} is not text: {problem}.")
+    """
     nul = data.count(b"\x00")
     if nul:
         return f"it holds {nul} NUL byte(s): a binary file, not text"

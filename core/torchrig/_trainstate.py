@@ -93,6 +93,8 @@ def _class_name(model: Any) -> str:
 def _check_fits(model: Any, state: dict[str, Any], path: Path) -> None:
     """A checkpoint of another model: one TorchrigError naming the checkpoint, the model it was
     saved from and the first keys that differ, instead of load_state_dict's wall of keys."""
+    from ._weights import _few
+
     saved, mine = state["model"], model.state_dict()
     missing = [k for k in mine if k not in saved]
     unexpected = [k for k in saved if k not in mine]
@@ -101,9 +103,9 @@ def _check_fits(model: Any, state: dict[str, Any], path: Path) -> None:
         return
     found = []
     if missing:
-        found.append(f"{len(missing)} of the model's keys are not in it ({', '.join(missing[:3])}, ...)")
+        found.append(f"{len(missing)} of the model's keys are not in it ({_few(missing, 3)})")
     if unexpected:
-        found.append(f"{len(unexpected)} of its keys are not in the model ({', '.join(unexpected[:3])}, ...)")
+        found.append(f"{len(unexpected)} of its keys are not in the model ({_few(unexpected, 3)})")
     if reshaped:
         k = reshaped[0]
         found.append(f"{len(reshaped)} differ in shape ({k}: {tuple(saved[k].shape)} saved, {tuple(mine[k].shape)} now)")

@@ -219,18 +219,7 @@ def text(source: str, *, force: bool = False) -> str:
         data, what = Path(source).read_bytes(), repr(source)
     else:  # a line of stdin, read with undecodable bytes kept as surrogates
         data, what = source.encode("utf-8", errors="surrogateescape"), "a line of standard input"
-    problem = _not_text(data)
+    problem = torchrig.not_text(data)
     if problem is not None and not force:
         raise torchrig.InputError(f"{what} is not text: {problem}. Pass --force to classify it anyway.")
     return data.decode("utf-8", errors="replace")
-
-
-def _not_text(data: bytes) -> str | None:
-    nul = data.count(b"\x00")
-    if nul:
-        return f"it holds {nul} NUL byte(s), as binary files do"
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return f"byte 0x{data[exc.start]:02x} at offset {exc.start} is not UTF-8 (re-save it as UTF-8)"
-    return None
