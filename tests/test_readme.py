@@ -181,3 +181,8 @@ def test_the_plugin_guide_shows_the_template_verbatim():
     assert guide["toml"] == (template / "pyproject.toml").read_text()
     assert guide["python"] == (template / "src" / "torchrig_acme" / "__init__.py").read_text()
     assert guide["yaml"] == (template / "recipe.yaml").read_text()
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Write a plugin\n"):readme.index("\n## ", readme.index("## Write a plugin\n"))]
+    own = (template / "README.md").read_text(encoding="utf-8")
+    assert own.startswith("# torchrig-acme")
+    assert own.split("\n", 2)[2].strip() == section.split("\n", 2)[2].strip()  # all but the title

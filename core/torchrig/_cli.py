@@ -233,7 +233,7 @@ def _run_info(run_dir: Any) -> str:
     for split in ("val", "test"):
         if isinstance(summary.get(split), dict):
             scores = ", ".join(f"{k} {v:.4f}" for k, v in summary[split].items() if isinstance(v, float))
-            lines.append(f"  {split}:    {scores}")
+            lines.append(f"  {split + ':':<9}{scores}")
     return "\n".join(lines)
 
 

@@ -267,9 +267,15 @@ def build_component(spec: Any, kind: str, *, prefix: str | None = None, owner: s
     return get_model(name, **kwargs) if kind == "model" else get_component(kind, name, **kwargs)
 
 
+_MIXED_CASE_ACRONYMS = ("IoU",)
+
+
 def snake_case(name: str) -> str:
     """``"RandomResizedCrop"`` -> ``"random_resized_crop"``, ``"MulticlassAUROC"`` ->
-    ``"multiclass_auroc"``: the key a class is registered under."""
+    ``"multiclass_auroc"``, ``"RandomIoUCrop"`` -> ``"random_iou_crop"``: the key a class is
+    registered under. Mixed-case acronyms (``IoU``) stay one word."""
+    for acronym in _MIXED_CASE_ACRONYMS:
+        name = name.replace(acronym, acronym.capitalize())
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 

@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
@@ -236,7 +237,7 @@ def image(path: str, *, dataset: dict[str, Any] | None = None) -> Any:
         # digits are light strokes on black, 8x8 (or `size`), in [0, 1]
         size = int(dataset.get("size", 8))
         grey = load_image(path, 1).resize((size, size), Image.BILINEAR)
-        pixels = torch.tensor(list(grey.getdata()), dtype=torch.float32).view(1, size, size) / 255.0
+        pixels = torch.from_numpy(np.asarray(grey, dtype=np.float32)).view(1, size, size) / 255.0
         if float(pixels.mean()) > 0.5:  # mostly light: dark ink on white paper, the other way round
             log.warning("note: %s looks like dark strokes on a light background; this model expects light strokes "
                         "on a dark background (invert it first, e.g. PIL.ImageOps.invert).", path)

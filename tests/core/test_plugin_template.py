@@ -51,6 +51,11 @@ def test_installed_plugin_appears_everywhere(installed, tmp_path):
     assert listed.returncode == 0, listed.stderr
     assert "acme: wide_mlp" in listed.stdout
 
+    info = torchrig(env, "info", "acme/wide_mlp")
+    assert info.returncode == 0 and "width" in info.stdout and "one-hidden-layer MLP" in info.stdout, info.stderr
+    checked = torchrig(env, "check-plugin", "acme")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
     plugins = torchrig(env, "plugins")
     assert "torchrig-acme 0.1.0" in plugins.stdout and "ok (4 components)" in plugins.stdout
 
@@ -84,6 +89,11 @@ def test_broken_install_is_reported_not_fatal(installed, tmp_path):
     (broken / "torchrig_broken-0.0.1.dist-info" / "entry_points.txt").write_text("[torchrig.plugins]\nbroken = torchrig_broken:plugin\n")
     (broken / "torchrig_broken.py").write_text("import a_module_that_is_not_installed\n")
     env = dict(env, PYTHONPATH=os.pathsep.join([str(broken), env["PYTHONPATH"]]))
+    info = torchrig(env, "info", "acme/wide_mlp")
+    assert info.returncode == 0 and "width" in info.stdout and "one-hidden-layer MLP" in info.stdout, info.stderr
+    checked = torchrig(env, "check-plugin", "acme")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
     plugins = torchrig(env, "plugins")
     assert plugins.returncode == 0
     assert "broken     torchrig-broken 0.0.1" in plugins.stdout and "failed" in plugins.stdout

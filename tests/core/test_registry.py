@@ -140,6 +140,15 @@ def test_plugin_decorators_validate():
     assert repr(plugin) == "Plugin('mine', 1 components)"
 
 
+@pytest.mark.parametrize("cls_name, key", [
+    ("RandomResizedCrop", "random_resized_crop"), ("MulticlassAUROC", "multiclass_auroc"),
+    ("RandomIoUCrop", "random_iou_crop"), ("GaussianBlur", "gaussian_blur"), ("CosineAnnealingLR", "cosine_annealing_lr"),
+    ("RGB", "rgb"), ("ToPILImage", "to_pil_image"), ("MeanSquaredError", "mean_squared_error"),
+])
+def test_snake_case_keys(cls_name, key):
+    assert torchrig.snake_case(cls_name) == key
+
+
 def test_register_plugin_at_runtime_and_info(fake_plugins):
     fake_plugins("good", GOOD)
     plugin = Plugin("notebook")
