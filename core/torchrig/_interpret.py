@@ -205,7 +205,7 @@ def _caption(row: dict[str, Any]) -> str:
 
 def draw_grid(items: list[tuple[Any, str]], show: Callable | None, path: Path, *, title: str) -> Path:
     """A grid of samples, each drawn by ``show`` (or generically) with its caption below."""
-    from ._plots import _pyplot, save
+    from ._plots import _pyplot, plain, save
 
     plt = _pyplot()
     n = max(1, len(items))
@@ -223,7 +223,7 @@ def draw_grid(items: list[tuple[Any, str]], show: Callable | None, path: Path, *
             ax.text(0.5, 0.5, f"cannot draw: {type(exc).__name__}", ha="center", va="center", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_xlabel(caption, fontsize=7.5)
+        ax.set_xlabel(plain(caption), fontsize=7.5)
     fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.06 / rows, top=1 - 0.25 / (3.1 * rows), wspace=0.08,
                         hspace=0.35)  # fixed margins: tight_layout would cost a third of the plot's time
@@ -269,9 +269,12 @@ def show_image(image: torch.Tensor, ax: Any, mean: Any = None, std: Any = None) 
 
 
 def show_text(text: str, ax: Any, width: int = 34, lines: int = 9) -> None:
-    """Text in the axes, wrapped and cut to a few lines."""
+    """Text in the axes, as it is (no mathtext, no control characters), wrapped and cut to a
+    few lines."""
+    from ._plots import plain
+
     wrapped = textwrap.wrap(text, width) or [""]
     if len(wrapped) > lines:
         wrapped = wrapped[: lines - 1] + [wrapped[lines - 1][: width - 1] + "…"]
-    ax.text(0.03, 0.97, "\n".join(wrapped), ha="left", va="top", fontsize=7.5, family="monospace",
+    ax.text(0.03, 0.97, "\n".join(map(plain, wrapped)), ha="left", va="top", fontsize=7.5, family="monospace",
             transform=ax.transAxes)

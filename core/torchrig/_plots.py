@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
+
+_OVERSTRIKE = re.compile(".\x08")  # a terminal's bold or underline: x<BS>x, _<BS>x
 
 
 def _pyplot() -> Any:
@@ -16,6 +19,16 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def plain(text: str) -> str:
+    """Text from the data (a sample, a file or class name) as matplotlib must be given it to
+    draw it as it is: a ``$`` no longer opens mathtext (``"$5 or \\frac $10"`` would otherwise
+    be parsed as a formula, and fail), an overstruck character keeps its last form, and other
+    control characters (no font draws them) become spaces."""
+    text = _OVERSTRIKE.sub("", text)
+    text = "".join(c if c.isprintable() or c == "\n" else " " for c in text)
+    return text.replace("$", r"\$")
 
 
 def save(fig: Any, path: Path, dpi: int = 110) -> Path:
@@ -63,8 +76,9 @@ def confusion_matrix(target: torch.Tensor, pred: torch.Tensor, classes: list[str
     size = max(4.0, 0.45 * n + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(matrix.numpy(), cmap="Blues")
-    ax.set_xticks(range(n), classes, rotation=90 if n > 10 else 0)
-    ax.set_yticks(range(n), classes)
+    names = [plain(str(c)) for c in classes]
+    ax.set_xticks(range(n), names, rotation=90 if n > 10 else 0)
+    ax.set_yticks(range(n), names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)

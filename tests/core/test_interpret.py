@@ -187,3 +187,22 @@ def test_show_image_undoes_the_normalisation():
     shown = torch.as_tensor(ax.images[0].get_array()).permute(2, 0, 1)
     assert torch.allclose(shown.float(), image, atol=1e-5)
     _pyplot().close(fig)
+
+
+def test_text_from_the_data_is_drawn_as_it_is(tmp_path):
+    """Samples and class names are drawn literally: '$5 or \\frac $10' is no mathtext formula
+    (matplotlib failed to parse it, and the run ended), and control characters (a fortune's
+    overstruck x<BS>x) reach no font."""
+    import warnings
+
+    from torchrig._interpret import draw_grid
+    from torchrig._plots import confusion_matrix, plain
+
+    assert plain("bold x\bx, under_\bline\a") == r"bold x, underline "
+    assert plain("$5 or \\frac $10") == r"\$5 or \frac \$10"
+    texts = ["it costs $5 or \\frac $10", "x\bx a \x1b[1m bell\a", "$" + "a" * 80 + "$"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Glyph 8 missing from font(s)" would fail here
+        draw_grid([(t, f"caption {t}") for t in texts], None, tmp_path / "grid.png", title="t")
+        confusion_matrix(torch.tensor([0, 1]), torch.tensor([1, 1]), ["$a\\frac$", "b\bb"], tmp_path / "cm.png")
+    assert _png(tmp_path / "grid.png")[0] > 200 and _png(tmp_path / "cm.png")[0] > 200
