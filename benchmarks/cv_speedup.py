@@ -10,7 +10,7 @@ workers run the full waves at ``T_1`` each and the last, smaller wave at ``T_all
 the cores), so the best speedup is ``K * T_all / (waves * T_1 + T_all)``, below 2 whenever a
 fold trains faster on 2 threads than on 1 (for 5 folds: 5 / (2 s + 1), s = T_1 / T_all).
 
-    python benchmarks/cv_speedup.py [--recipe R] [--folds 5] [--epochs 5] [--repeats 2]
+    python benchmarks/cv_speedup.py [--recipe R] [--set K=V ...] [--folds 5] [--epochs 5] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -33,16 +33,17 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default=str(ROOT / "recipes/vision/digits.yaml"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a recipe override")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     cores, jobs = os.cpu_count() or 1, 2
-    overrides = [f"trainer.max_epochs={args.epochs}"]
+    overrides = [*args.set, f"trainer.max_epochs={args.epochs}"]
     times: dict[int, list[float]] = {1: [], 2: []}
     fold: dict[int, list[float]] = {1: [], cores: []}
     with tempfile.TemporaryDirectory() as tmp:
-        _fold_run(args.recipe, ["trainer.max_epochs=1"], 1, args.folds, f"{tmp}/warm", cores)  # imports, caches
+        _fold_run(args.recipe, [*args.set, "trainer.max_epochs=1"], 1, args.folds, f"{tmp}/warm", cores)  # imports, caches
         for r in range(args.repeats):
             for threads in (1, cores):  # one fold alone: its thread scaling s
                 start = time.perf_counter()
