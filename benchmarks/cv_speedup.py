@@ -9,6 +9,9 @@ scheduling of whole folds on ``jobs`` workers has here: sequential costs ``K * T
 workers run the full waves at ``T_1`` each and the last, smaller wave at ``T_all`` (its folds get
 the cores), so the best speedup is ``K * T_all / (waves * T_1 + T_all)``, below 2 whenever a
 fold trains faster on 2 threads than on 1 (for 5 folds: 5 / (2 s + 1), s = T_1 / T_all).
+No schedule at all beats ``cores / s`` here: a fold costs the fewest core-seconds at 1 thread
+(``T_1``; at ``n`` threads it costs ``n T_1 / s_n``), so ``K`` folds need at least ``K T_1 / cores``
+seconds, against ``K T_all`` for the sequential run.
 
     python benchmarks/cv_speedup.py [--recipe R] [--set K=V ...] [--folds 5] [--epochs 5] [--repeats 2]
 """
@@ -60,7 +63,8 @@ def main() -> None:
     t1, tall = statistics.median(fold[1]), statistics.median(fold[cores])
     ceiling = args.folds * tall / (args.folds // jobs * t1 + (tall if args.folds % jobs else 0))
     print(f"one fold alone: {t1:.1f} s at 1 thread, {tall:.1f} s at {cores} (s = {t1 / tall:.2f}); "
-          f"ceiling for {args.folds} folds on {jobs} workers: {ceiling:.2f}x")
+          f"ceiling for {args.folds} whole folds on {jobs} workers: {ceiling:.2f}x; "
+          f"for any schedule: {cores * tall / t1:.2f}x")
     print(f"{args.folds} folds x {args.epochs} epochs ({Path(args.recipe).name}): sequential {one:.1f} s, "
           f"{jobs} workers {two:.1f} s: speedup {one / two:.2f}x ({one / two / ceiling:.0%} of the ceiling; "
           "target >= 1.6x)")
