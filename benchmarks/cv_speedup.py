@@ -4,8 +4,8 @@ other (in this process, all cores), timed in the same process, alternating the t
 Trains a recipe (default recipes/vision/digits.yaml) for --epochs epochs per fold. Issue 16's
 target: at least 1.6x on 2 cores.
 
-It also times one fold alone at 1 thread and at all cores, to print the ceiling that any
-scheduling of whole folds on ``jobs`` workers has here: sequential costs ``K * T_all``; the
+It also times one fold alone at 1 thread (``T_1``; ``T_all``, a fold at all cores, is the
+sequential run's time over ``K``), to print the ceiling that any scheduling of whole folds on ``jobs`` workers has here: sequential costs ``K * T_all``; the
 workers run the full waves at ``T_1`` each and the last, smaller wave at ``T_all`` (its folds get
 the cores), so the best speedup is ``K * T_all / (waves * T_1 + T_all)``, below 2 whenever a
 fold trains faster on 2 threads than on 1 (for 5 folds: 5 / (2 s + 1), s = T_1 / T_all).
@@ -44,14 +44,13 @@ def main() -> None:
     cores, jobs = os.cpu_count() or 1, 2
     overrides = [*args.set, f"trainer.max_epochs={args.epochs}"]
     times: dict[int, list[float]] = {1: [], 2: []}
-    fold: dict[int, list[float]] = {1: [], cores: []}
+    fold: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         _fold_run(args.recipe, [*args.set, "trainer.max_epochs=1"], 1, args.folds, f"{tmp}/warm", cores)  # imports, caches
         for r in range(args.repeats):
-            for threads in (1, cores):  # one fold alone: its thread scaling s
-                start = time.perf_counter()
-                _fold_run(args.recipe, overrides, 1, args.folds, f"{tmp}/fold-{threads}-{r}", threads)
-                fold[threads].append(time.perf_counter() - start)
+            start = time.perf_counter()  # one fold alone at 1 thread: with T_all, its thread scaling s
+            _fold_run(args.recipe, overrides, 1, args.folds, f"{tmp}/fold-{r}", 1)
+            fold.append(time.perf_counter() - start)
             for n_jobs in (1, jobs):
                 start = time.perf_counter()
                 torchrig.cross_validate(args.recipe, folds=args.folds, overrides=overrides,
@@ -60,9 +59,9 @@ def main() -> None:
                 print(f"round {r + 1}, {n_jobs} job(s): {times[n_jobs][-1]:.1f} s", flush=True)
     torch.set_num_threads(cores)
     one, two = statistics.median(times[1]), statistics.median(times[jobs])
-    t1, tall = statistics.median(fold[1]), statistics.median(fold[cores])
+    t1, tall = statistics.median(fold), one / args.folds
     ceiling = args.folds * tall / (args.folds // jobs * t1 + (tall if args.folds % jobs else 0))
-    print(f"one fold alone: {t1:.1f} s at 1 thread, {tall:.1f} s at {cores} (s = {t1 / tall:.2f}); "
+    print(f"a fold: {t1:.1f} s alone at 1 thread, {tall:.1f} s at {cores} (the sequential run's mean; s = {t1 / tall:.2f}); "
           f"ceiling for {args.folds} whole folds on {jobs} workers: {ceiling:.2f}x; "
           f"for any schedule: {cores * tall / t1:.2f}x")
     print(f"{args.folds} folds x {args.epochs} epochs ({Path(args.recipe).name}): sequential {one:.1f} s, "
