@@ -17,6 +17,7 @@ import torch
 from . import protocols
 from ._checkpoint import atomic_write
 from ._files import TOP_LOSSES
+from ._plots import plain
 from ._seed import get_rng_state, set_rng_state
 
 TOP_N = 12  # held-out samples in top_losses.png / .json
@@ -205,7 +206,7 @@ def _caption(row: dict[str, Any]) -> str:
 
 def draw_grid(items: list[tuple[Any, str]], show: Callable | None, path: Path, *, title: str) -> Path:
     """A grid of samples, each drawn by ``show`` (or generically) with its caption below."""
-    from ._plots import _pyplot, plain, save
+    from ._plots import _pyplot, save
 
     plt = _pyplot()
     n = max(1, len(items))
@@ -271,8 +272,6 @@ def show_image(image: torch.Tensor, ax: Any, mean: Any = None, std: Any = None) 
 def show_text(text: str, ax: Any, width: int = 34, lines: int = 9) -> None:
     """Text in the axes, as it is (no mathtext, no control characters), wrapped and cut to a
     few lines."""
-    from ._plots import plain
-
     wrapped = textwrap.wrap(text, width) or [""]
     if len(wrapped) > lines:
         wrapped = wrapped[: lines - 1] + [wrapped[lines - 1][: width - 1] + "…"]
