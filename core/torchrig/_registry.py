@@ -202,10 +202,7 @@ def get_entry(kind: str, name: str) -> Entry:
     if failure is not None:
         raise TorchrigError(f"Unknown {kind} {name!r}: {failure}")
     names = sorted(table)
-    suggestion = did_you_mean(name, names)
-    if not suggestion and "/" not in name:
-        suffixed = [n for n in names if n.split("/", 1)[1] == name]
-        suggestion = did_you_mean(suffixed[0], suffixed) if suffixed else ""
+    suggestion = _suggest(name, names)
     shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
     raise TorchrigError(
         f"Unknown {kind} {name!r}.{suggestion} Available: {shown or 'none (no plugin registers any)'}. "
@@ -346,7 +343,7 @@ def component_info(name: str) -> tuple[Entry, str]:
     load_plugins()
     matches = [REGISTRY.view(k)[name] for k in REGISTRY.kinds() if name in REGISTRY.view(k)]
     if not matches:
-        get_entry("model", name)  # raises with suggestions (models are asked for most)
+        _unknown_component(name)
     entry = matches[0]
     lines = [f"{entry.name}  ({entry.kind}, from {entry.source})", ""]
     params = inspect.signature(entry.builder).parameters.values()
@@ -367,6 +364,30 @@ def component_info(name: str) -> tuple[Entry, str]:
             lines += ["", f"Head: {', '.join(head)}  (re-made for another num_classes; trained alone first by "
                       "trainer.finetune)"]
     return entry, "\n".join(lines)
+
+
+def _suggest(name: str, names: list[str]) -> str:
+    """``did_you_mean`` over registered names; a bare name (``folder``) also finds itself under any
+    plugin's prefix (``text/folder``)."""
+    suggestion = did_you_mean(name, names)
+    if not suggestion and "/" not in name:
+        suffixed = [n for n in names if n.split("/", 1)[-1] == name]
+        suggestion = did_you_mean(suffixed[0], suffixed) if suffixed else ""
+    return suggestion
+
+
+def _unknown_component(name: str) -> None:
+    """Raise for a name no kind registers (``torchrig info``), with the close names of every kind
+    (``audio/audio_folder``: did you mean the dataset ``audio/folder``?), not only the models'."""
+    from ._plugins import plugin_failure
+
+    prefix = name.split("/", 1)[0] if "/" in name else None
+    failure = plugin_failure(prefix) if prefix else None
+    if failure is not None:
+        raise TorchrigError(f"Unknown component {name!r}: {failure}")
+    hint = _suggest(name, sorted({n for k in REGISTRY.kinds() for n in REGISTRY.view(k)}))
+    raise TorchrigError(f"No model, dataset, transform or other component is registered as {name!r}.{hint} "
+                        "Run `torchrig list` to see them all, or `torchrig list WORD` for those whose name has WORD.")
 
 
 def _model_head(entry: Entry) -> list[str]:

@@ -379,6 +379,7 @@ def test_text_csv_with_a_10_mb_field_and_bad_bytes(capsys, tmp_path):
 @pytest.mark.parametrize("argv,names", [
     (["info", "vision/no_such_model"], ["vision/no_such_model", "vision/"]),
     (["info", ""], ["''"]),
+    (["info", "audio/audio_folder"], ["'audio/audio_folder'", "Did you mean 'audio/folder'?"]),  # a dataset, not a model
     (["list", "models", "--plugin", "no_such_plugin"], ["no_such_plugin"]),
     (["check-plugin", "no_such_plugin"], ["no_such_plugin"]),
 ])
