@@ -55,8 +55,7 @@ class LRFinderResult:
             ax.legend()
         ax.set_title("learning-rate range test")
         ax.grid(alpha=0.3, which="both")
-        fig.tight_layout()
-        return save(fig, Path(path))
+        return save(fig, Path(path), tight=True)
 
 
 def lr_find(trainer: Any, model: nn.Module, train_loader: Any, loss_fn: Callable, optimizer: torch.optim.Optimizer,

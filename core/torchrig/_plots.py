@@ -31,15 +31,22 @@ def plain(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-def save(fig: Any, path: Path, dpi: int = 110) -> Path:
-    """Write a figure as PNG atomically (a plot is never left half-written), and close it."""
+def save(fig: Any, path: Path, dpi: int = 110, *, tight: bool = False) -> Path:
+    """Lay a figure out (``tight``: ``tight_layout``) and write it as PNG atomically (a plot is
+    never left half-written), then close it. A character of the data that no font has (an emoji
+    in a class name) is drawn as a box without a warning: the user can do nothing about it."""
     import io
+    import warnings
 
     from ._checkpoint import atomic_write
 
     buffer = io.BytesIO()
-    # fast zlib level: a plot compresses about as well, in a fraction of the time of the default
-    fig.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+        if tight:
+            fig.tight_layout()
+        # fast zlib level: a plot compresses about as well, in a fraction of the time of the default
+        fig.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
     _pyplot().close(fig)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, buffer.getvalue())
@@ -62,8 +69,7 @@ def learning_curves(history: list[dict[str, Any]], path: Path) -> Path:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    return save(fig, path)
+    return save(fig, path, tight=True)
 
 
 def confusion_matrix(target: torch.Tensor, pred: torch.Tensor, classes: list[str], path: Path,
@@ -90,8 +96,7 @@ def confusion_matrix(target: torch.Tensor, pred: torch.Tensor, classes: list[str
                 if count:
                     ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
                             color="white" if count > peak / 2 else "black")
-    fig.tight_layout()
-    return save(fig, path)
+    return save(fig, path, tight=True)
 
 
 def regression_plots(output: torch.Tensor, target: torch.Tensor, folder: Path, *, split: str) -> list[Path]:
@@ -112,15 +117,13 @@ def regression_plots(output: torch.Tensor, target: torch.Tensor, folder: Path, *
     ax.set_title(f"predicted vs true ({split})")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
     paths = [folder / "predicted_vs_true.png", folder / "residuals.png"]
-    save(fig, paths[0])
+    save(fig, paths[0], tight=True)
     fig, ax = plt.subplots(figsize=(4.6, 3.4))
     ax.hist(pred - true, bins=min(40, max(5, len(pred) // 5)))
     ax.set_xlabel("predicted - true")
     ax.set_ylabel("samples")
     ax.set_title(f"residuals ({split})")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    save(fig, paths[1])
+    save(fig, paths[1], tight=True)
     return paths

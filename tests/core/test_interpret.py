@@ -191,8 +191,9 @@ def test_show_image_undoes_the_normalisation():
 
 def test_text_from_the_data_is_drawn_as_it_is(tmp_path):
     """Samples and class names are drawn literally: '$5 or \\frac $10' is no mathtext formula
-    (matplotlib failed to parse it, and the run ended), and control characters (a fortune's
-    overstruck x<BS>x) reach no font."""
+    (matplotlib failed to parse it, and the run ended), control characters (a fortune's
+    overstruck x<BS>x) reach no font, and a character no font has (an emoji in a folder name) is
+    a box, not a warning on the user's terminal."""
     import warnings
 
     from torchrig._interpret import draw_grid
@@ -204,5 +205,6 @@ def test_text_from_the_data_is_drawn_as_it_is(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "Glyph 8 missing from font(s)" would fail here
         draw_grid([(t, f"caption {t}") for t in texts], None, tmp_path / "grid.png", title="t")
-        confusion_matrix(torch.tensor([0, 1]), torch.tensor([1, 1]), ["$a\\frac$", "b\bb"], tmp_path / "cm.png")
+        confusion_matrix(torch.tensor([0, 1, 2]), torch.tensor([1, 1, 2]), ["$a\\frac$", "b\bb", "bird \N{BIRD}"],
+                         tmp_path / "cm.png")
     assert _png(tmp_path / "grid.png")[0] > 200 and _png(tmp_path / "cm.png")[0] > 200
