@@ -320,6 +320,10 @@ def _check_input(item: str, plugin: str, run_dir: Path) -> None:
     if Path(item).is_dir():
         example = f"{item.rstrip('/')}/*{suffixes[0]}" if suffixes else f"{item.rstrip('/')}/*"
         raise InputError(f"Cannot predict {item!r}: it is a folder. Pass its files, e.g. {example}")
+    if any(c in item for c in "*?[") and not Path(item).exists() and not Path(item).is_symlink():
+        folder = str(Path(item).parent)
+        raise InputError(f"Cannot predict {item!r}: no file matches this pattern (the shell found none, "
+                         f"so it passed the pattern itself). Check it against the files: ls {shlex.quote(folder)}")
     takes_text = any("-" in protocols.reader_suffixes(r) for r in readers)
     if takes_text and not Path(item).exists() and not Path(item).is_symlink():
         raise InputError(f"{item!r} is not a file. To classify text, pipe it in: echo {shlex.quote(item)} | "

@@ -266,6 +266,17 @@ def test_text_predict_on_a_literal_string_says_to_pipe_it(runs, unchanged, capsy
                                         f"echo 'what a wonderful film' | torchrig predict {found['text']} -")
 
 
+@pytest.mark.parametrize("domain", ["vision", "text"])
+def test_predict_on_a_pattern_that_matched_nothing_says_so(domain, corpus, runs, unchanged, capsys, tmp_path):
+    """A shell passes a glob that matches no file on as it is: that is what the message says (a text
+    run used to say to pipe the pattern in as text)."""
+    found, _ = runs
+    pattern = str(tmp_path / "no_such_photos" / "*.png")
+    code, out, err = cli(capsys, "predict", found[domain], pattern)
+    _assert_clean_error(code, out, err, f"Cannot predict {pattern!r}: no file matches this pattern",
+                        f"ls {tmp_path / 'no_such_photos'}")
+
+
 BAD_RUNS = ["truncated_weights", "garbage_recipe", "truncated_meta", "empty_folder", "missing", "a_file",
             "dangling_symlink"]
 
