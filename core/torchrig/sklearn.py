@@ -221,6 +221,16 @@ class _RigMixin:
             X = array
         if isinstance(X, np.ndarray):
             X = np.asarray(X)  # drops ModelInputs' subclass: collate wants plain arrays
+            if X.ndim == 1 and X.dtype.kind in "biuf":  # as scikit-learn's estimators say it
+                raise TorchrigError(f"X is 1-D (shape {X.shape}); a model takes one row per sample. Reshape it: "
+                                    "X.reshape(-1, 1) for a single feature, X.reshape(1, -1) for a single sample.")
+            if X.dtype.kind == "f" and not np.isfinite(X).all():
+                bad = ~np.isfinite(X.reshape(len(X), -1)).all(axis=1)
+                fix = ("Fill the gaps first (sklearn.impute.SimpleImputer in the Pipeline), or drop those rows."
+                       if np.isnan(X).any() else "Clip or drop those values first.")
+                raise TorchrigError(f"X contains {'NaN' if np.isnan(X).any() else 'infinity'} in {int(bad.sum())} of "
+                                    f"its {len(X)} rows (the first: row {int(bad.argmax())}); a net would train to "
+                                    f"NaN weights. {fix}")
             if X.dtype == np.float64:
                 X = X.astype(np.float32)
         return X
@@ -258,9 +268,9 @@ class _RigMixin:
             raise TorchrigError(f"{type(self).__name__}.fit needs targets y (one per sample).")
         model_kwargs = dict(getattr(X, "model_kwargs", None) or {})
         X = self._inputs(X)
+        if len(y) != len(X):  # before y is read: its labels would be judged on the wrong rows
+            raise TorchrigError(f"X has {len(X)} samples but y has {len(y)}; they must match.")
         targets, n_outputs = self._targets(y, fresh, classes)
-        if len(targets) != len(X):
-            raise TorchrigError(f"X has {len(X)} samples but y has {len(targets)}; they must match.")
         if fresh:
             self.module_implied_ = self._implied_kwargs(model_kwargs, getattr(X, "shape", None), n_outputs)
             self.fitted_on_preprocessed_ = bool(model_kwargs)

@@ -123,6 +123,32 @@ def test_errors_name_the_problem(digits_xy):
         clf.partial_fit(X[:2], ["one", "eleven"])
 
 
+@pytest.mark.parametrize("estimator", [RigClassifier, RigRegressor])
+def test_bad_arrays_are_refused_as_scikit_learn_refuses_them(digits_xy, estimator):
+    """A 1-D X (it reached the model as 1 x N and failed in matmul), X and y of different lengths
+    (a classifier judged y's classes first and blamed them), and NaN or infinity in X (a fit
+    trained to NaN weights without a word)."""
+    X, y = digits_xy
+    X, y = X[:60].astype(np.float64), y[:60]
+    net = estimator(MLP, max_epochs=1, verbose=0, train_split=None)
+    with pytest.raises(torchrig.TorchrigError, match=r"X is 1-D \(shape \(60,\)\).*X\.reshape\(-1, 1\)"):
+        net.fit(X[:, 0], y)
+    with pytest.raises(torchrig.TorchrigError, match=r"X has 60 samples but y has 10; they must match"):
+        net.fit(X, y[:10])
+    gaps = X.copy()
+    gaps[[3, 7], 5] = np.nan
+    with pytest.raises(torchrig.TorchrigError, match=r"X contains NaN in 2 of its 60 rows \(the first: row 3\).*"
+                                                      r"SimpleImputer"):
+        net.fit(gaps, y)
+    gaps[[3, 7], 5] = 0.0
+    gaps[9, 0] = -np.inf
+    with pytest.raises(torchrig.TorchrigError, match=r"X contains infinity in 1 of its 60 rows \(the first: row 9\)"):
+        net.fit(gaps, y)
+    fitted = net.fit(X, y)
+    with pytest.raises(torchrig.TorchrigError, match=r"X\.reshape\(1, -1\) for a single sample"):
+        fitted.predict(X[0])
+
+
 def test_from_run_and_save_run_round_trip_with_the_cli(rig_plugin, tmp_path, monkeypatch, capsys):
     from torchrig._cli import main
 
