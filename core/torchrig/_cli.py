@@ -28,6 +28,22 @@ examples:
 KINDS = ("models", "datasets", "transforms")
 
 
+def _at_least(low: int) -> Any:
+    """An argparse type: an integer of at least ``low`` (``--top 0`` printed no labels, and
+    ``--nproc 0`` trained on one process without a word)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse names the type in its messages
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="torchrig", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a recipe key, e.g. --set data.batch_size=128 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
-    p.add_argument("--nproc", type=int, default=1, metavar="N",
+    p.add_argument("--nproc", type=_at_least(1), default=1, metavar="N",
                    help="train with DDP on N processes of this machine (runs torchrun --standalone "
                         "--nproc_per_node N); for several machines call torchrun yourself")
 
@@ -73,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="the folder (default runs/<recipe name>-cv); finished folds in it are skipped")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe key for every fold (repeatable)")
-    p.add_argument("--jobs", type=int, default=2, help="folds at once, in local processes (default 2)")
+    p.add_argument("--jobs", type=int, default=2,
+                   help="folds at once, in local processes (default 2; -1: one per core, as in joblib)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run the folds on this Dask scheduler instead")
 
     p = sub.add_parser("evaluate", help="recompute metrics from a run dir")
@@ -84,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict files (or '-' for text lines on stdin) with a run dir's model")
     p.add_argument("run_dir")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("--top", type=int, default=3, help="how many labels to show (default 3)")
+    p.add_argument("--top", type=_at_least(1), default=3, help="how many labels to show (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON lines")
     p.add_argument("--engine", choices=("torch", "onnxruntime"), default="torch",
                    help="run the model in torch (default) or its ONNX export in onnxruntime")

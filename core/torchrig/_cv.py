@@ -50,6 +50,7 @@ def cross_validate(recipe_path: str | Path, *, folds: int, overrides: list[str] 
         group_by: as ``data.split.group_by`` (a dataset field, or a regex on file names).
         out: the folder (default ``runs/<recipe name>-cv``).
         n_jobs: folds at once, in local processes (joblib); each uses its share of the cores.
+            Negative as in joblib: -1 is one per core, -2 all cores but one.
         scheduler: a Dask scheduler's address: the folds run on that cluster instead.
 
     Returns:
@@ -70,6 +71,10 @@ def run_cv(recipe_path: str | Path, *, folds: int, overrides: list[str] | None =
         overrides.append(f"data.split.group_by={json.dumps(group_by)}")
     if folds < 2:
         raise TorchrigError(f"--folds must be at least 2, got {folds}.")
+    if n_jobs == 0:
+        raise TorchrigError("--jobs (n_jobs) must not be 0: give the folds to run at once, or -1 for one per core.")
+    if n_jobs < 0:  # joblib's convention: -1 all cores, -2 all but one, ...
+        n_jobs = max(1, (os.cpu_count() or 1) + 1 + n_jobs)
     recipe = load_recipe(recipe_path, [*overrides, f"data.split.folds={folds}", "data.split.fold=1"])
     _check_folds(recipe)  # a bad --folds or group_by fails here, before any worker starts
     out = Path(out) if out is not None else Path("runs") / f"{recipe['name']}-cv"

@@ -363,6 +363,8 @@ def predict(run_dir: str | Path, inputs: Sequence[str], *, top_k: int = 3, engin
     """
     from ._plugins import load_plugin, load_plugins
 
+    if top_k < 1:
+        raise TorchrigError(f"top_k must be at least 1 (the labels to show for each input), got {top_k}.")
     run_dir = Path(run_dir)
     recipe, meta = open_run(run_dir)
     plugin = meta["dataset"].split("/", 1)[0]

@@ -69,6 +69,29 @@ def test_set_with_a_space_gets_a_key_value_hint(capsys):
     assert "--set takes key=value as one word: --set trainer.max_epochs=1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["predict", "run", "x.png", "--top", "0"], "argument --top: must be at least 1, got 0"),
+    (["predict", "run", "x.png", "--top", "two"], "argument --top: expected a whole number, got 'two'"),
+    (["train", "r.yaml", "--nproc", "0"], "argument --nproc: must be at least 1, got 0"),
+])
+def test_counts_below_one_are_refused_before_any_work(argv, message, capsys):
+    """--top 0 printed no labels, --top -2 ended in an internal error, --nproc 0 trained on one
+    process without a word."""
+    from torchrig._cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_predict_in_python_refuses_top_k_below_one(tmp_path):
+    from torchrig._run import predict
+
+    with pytest.raises(torchrig.TorchrigError, match="top_k must be at least 1"):
+        predict(tmp_path, ["x.png"], top_k=0)
+
+
 def test_suggestions_name_the_closest_first():
     import torchrig
 

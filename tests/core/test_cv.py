@@ -86,7 +86,27 @@ def test_bad_folds_fail_before_any_work(tmp_path, capsys):
     assert "--folds 400 is more than the" in capsys.readouterr().err
     assert main(["cv", DIGITS, "--folds", "1", "--out", str(tmp_path / "cv")]) == 2
     assert "--folds must be at least 2" in capsys.readouterr().err
+    assert main(["cv", DIGITS, "--folds", "3", "--jobs", "0", "--out", str(tmp_path / "cv")]) == 2
+    assert "--jobs (n_jobs) must not be 0" in capsys.readouterr().err
     assert not any((tmp_path / "cv").glob("fold-*"))
+
+
+@pytest.mark.parametrize("jobs, spare", [(-1, 0), (-2, 1)])
+def test_negative_jobs_count_back_from_the_cores_as_in_joblib(jobs, spare, tmp_path, monkeypatch):
+    import os
+
+    import torchrig._cv as cv
+
+    class Started(Exception):
+        pass
+
+    def record(recipe, overrides, todo, folds, out, n_jobs, scheduler):
+        raise Started(n_jobs)  # where the folds would start
+
+    monkeypatch.setattr(cv, "_run_folds", record)
+    with pytest.raises(Started) as started:
+        cv.run_cv(DIGITS, folds=3, out=tmp_path / "cv", n_jobs=jobs, overrides=FAST[1::2])
+    assert started.value.args == (max(1, (os.cpu_count() or 1) - spare),)
 
 
 def test_folds_on_a_local_dask_cluster_score_as_local_workers_do(tmp_path):
