@@ -4,8 +4,10 @@ names of a run dir's files."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,21 @@ from ._files import FITTED, META, METRICS, RECIPE, STATE, SUMMARY, WEIGHTS  # no
 
 
 # ---------------------------------------------------------------- building
+
+
+@contextlib.contextmanager
+def refused_settings(recipe: Recipe, section: str, what: str | None = None) -> Iterator[None]:
+    """Build a recipe section's object (``what``: default, the section's component); a value its
+    library refuses (torch's "Invalid learning rate: -1", a DataLoader's ``batch_size=0``, a
+    dropout of 2) is the recipe's to fix, so it is an error at that section, in the library's
+    words, not an internal error."""
+    try:
+        yield
+    except TorchrigError:
+        raise
+    except (ValueError, TypeError, RuntimeError) as exc:
+        what = what or component(recipe[section])[0]
+        raise recipe.error((section,), f"{what} refused these settings: {exc}") from exc
 
 
 def _inject_sizes(recipe: Recipe, info: dict[str, Any], inherited: dict[str, Any] | None = None) -> None:
@@ -329,7 +346,8 @@ def build(recipe: Recipe, run_dir: str | Path | None = None, *, data: bool = Tru
     if pretrained and weights is None:  # the weights' own preprocessing goes into the transforms
         weights = prepare_weights(recipe)
     parts = Parts(recipe, device=resolve_device(recipe["trainer"]["device"]))
-    parts.train_transform, parts.eval_transform = build_transforms(recipe)
+    with refused_settings(recipe, "data", "a transform"):
+        parts.train_transform, parts.eval_transform = build_transforms(recipe)
     if data:
         parts.splits, parts.info = build_splits(recipe)
         train_raw = parts.splits["train"]
@@ -341,27 +359,35 @@ def build(recipe: Recipe, run_dir: str | Path | None = None, *, data: bool = Tru
             parts.context.update(protocols.model_context(transform))
     name, kwargs = component(recipe["model"])
     if not data:
-        _model(parts, name, kwargs, pretrained=pretrained, weights=weights)
+        with refused_settings(recipe, "model"):
+            _model(parts, name, kwargs, pretrained=pretrained, weights=weights)
         return parts
     _inject_sizes(recipe, parts.info, weights.model_kwargs if weights is not None else None)
     name, kwargs = component(recipe["model"])
     if generator is None:
         generator = torch.Generator().manual_seed(int(recipe["seed"]))
-    train_loader = parts.loader("train", train=True, generator=generator)
+    with refused_settings(recipe, "data", "the DataLoader"):
+        train_loader = parts.loader("train", train=True, generator=generator)
     if _dist.active():  # shard now, so the scheduler counts this rank's steps per epoch
         train_loader = _dist.distributed_loader(train_loader, train=True)
     parts.loaders["train"] = train_loader
     if "val" in parts.splits:
-        parts.loaders["val"] = parts.loader("val")
-    _model(parts, name, kwargs, pretrained=pretrained, weights=weights)
+        with refused_settings(recipe, "data", "the DataLoader"):
+            parts.loaders["val"] = parts.loader("val")
+    with refused_settings(recipe, "model"):
+        _model(parts, name, kwargs, pretrained=pretrained, weights=weights)
     cfg = recipe["trainer"]
     weighted = component(recipe["loss"])[1].get("class_weights") == "balanced"  # only then: reading targets costs
-    parts.loss = build_loss(recipe, classes=parts.classes, targets=targets_of(parts.splits["train"]) if weighted else None)
+    with refused_settings(recipe, "loss"):
+        parts.loss = build_loss(recipe, classes=parts.classes,
+                                targets=targets_of(parts.splits["train"]) if weighted else None)
     parts.finetune = FineTune(**cfg["finetune"]) if cfg.get("finetune") is not None else None
     if component(recipe["optimizer"])[1].get("lr") == "auto":
         _auto_lr(parts)
-    parts.optimizer = build_optimizer(recipe, parts.model, parts.finetune)
-    parts.scheduler, parts.scheduler_interval = build_scheduler(recipe, parts.optimizer, len(train_loader))
+    with refused_settings(recipe, "optimizer"):
+        parts.optimizer = build_optimizer(recipe, parts.model, parts.finetune)
+    with refused_settings(recipe, "scheduler"):
+        parts.scheduler, parts.scheduler_interval = build_scheduler(recipe, parts.optimizer, len(train_loader))
     if run_dir is not None:
         parts.callbacks = _callbacks(recipe, run_dir, parts.finetune, has_val="val" in parts.loaders)
     return parts

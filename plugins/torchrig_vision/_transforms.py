@@ -112,6 +112,18 @@ def _interpolation(name: str) -> v2.InterpolationMode:
 _AUGMENT = {"trivial": v2.TrivialAugmentWide, "rand": v2.RandAugment, "auto": v2.AutoAugment}
 
 
+def _check(size: Any, **fractions: tuple[float, float, Any]) -> None:
+    """The presets' numbers, checked when built (a size of -3 failed in the first batch, inside
+    torch): ``size`` a positive int or [height, width]; each fraction within its bounds."""
+    sizes = [size] if isinstance(size, int) else list(size) if isinstance(size, (list, tuple)) else [None]
+    if not (1 <= len(sizes) <= 2 and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes)):
+        raise ValueError(f"size must be a positive whole number or [height, width], got {size!r}")
+    for name, (low, high, value) in fractions.items():
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if not all(isinstance(v, (int, float)) and low <= v <= high for v in values):
+            raise ValueError(f"{name} must be within [{low}, {high}], got {value!r}")
+
+
 @plugin.transform
 def train_preset(*, size: int | Sequence[int] = 224, crop_scale: Sequence[float] = (0.5, 1.0),
                  hflip: float = 0.5, auto_augment: str | None = None, rotation: float = 0.0,
@@ -133,6 +145,7 @@ def train_preset(*, size: int | Sequence[int] = 224, crop_scale: Sequence[float]
     With pretrained torchvision weights (``model.weights``), ``size``, ``mean``, ``std`` and
     ``interpolation`` default to the weights' own, unless the recipe sets them.
     """
+    _check(size, crop_scale=(0.0, 1.0, crop_scale), hflip=(0.0, 1.0, hflip))
     if auto_augment is not None and auto_augment not in _AUGMENT:
         raise torchrig.TorchrigError(f"auto_augment must be one of {sorted(_AUGMENT)} or null, got {auto_augment!r}.")
     steps: list[Any] = [ToImage(channels), v2.RandomResizedCrop(size, scale=tuple(crop_scale), interpolation=_interpolation(interpolation),
@@ -163,6 +176,7 @@ def eval_preset(*, size: int | Sequence[int] = 224, crop_ratio: float = 0.875,
     With pretrained torchvision weights (``model.weights``), every argument but ``channels``
     defaults to the weights' own ``transforms()`` (resize, crop, interpolation, mean, std).
     """
+    _check(size, crop_ratio=(0.05, 1.0, crop_ratio))
     square = size if isinstance(size, int) else min(size)
     resize = round(square / crop_ratio)
     steps: list[Any] = [ToImage(channels), v2.Resize(resize, interpolation=_interpolation(interpolation), antialias=True),

@@ -266,6 +266,26 @@ def test_text_predict_on_a_literal_string_says_to_pipe_it(runs, unchanged, capsy
                                         f"echo 'what a wonderful film' | torchrig predict {found['text']} -")
 
 
+DIGITS = Path(__file__).resolve().parents[2] / "recipes" / "vision" / "digits.yaml"
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("data.batch_size=0", "data: the DataLoader refused these settings: batch_size should be a positive integer"),
+    ("data.num_workers=-1", "data: the DataLoader refused these settings: num_workers option should be non-negative"),
+    ("data.train_transform.size=-3", "data: a transform refused these settings: size must be a positive whole number"),
+    ("model.dropout=2", "model: vision/small_cnn refused these settings: dropout probability has to be between 0 and 1"),
+    ("model.width=-4", "model: vision/small_cnn refused these settings: Trying to create tensor with negative dimension"),
+    ("optimizer.lr=-1", "optimizer: adamw refused these settings: Invalid learning rate: -1"),
+])
+def test_a_value_the_library_refuses_is_a_recipe_error_at_its_section(setting, message, capsys, tmp_path):
+    """Values only the library checks (torch's optimizer, DataLoader, a module's constructor):
+    an error at the recipe's section, in the library's words, and no run dir left behind (they
+    were "internal error ... a bug in torchrig")."""
+    code, out, err = cli(capsys, "train", DIGITS, "--set", setting, "--out", tmp_path / "run", "--quiet")
+    _assert_clean_error(code, out, err, f"{DIGITS}:", message)
+    assert "internal error" not in err and not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("domain", ["vision", "text"])
 def test_predict_on_a_pattern_that_matched_nothing_says_so(domain, corpus, runs, unchanged, capsys, tmp_path):
     """A shell passes a glob that matches no file on as it is: that is what the message says (a text
