@@ -211,6 +211,9 @@ class EarlyStopping(Callback):
                  min_delta: float = 0.0) -> None:
         self.monitor = monitor
         self.mode = _check_mode(mode)
+        if int(patience) < 0 or float(min_delta) < 0:
+            raise TorchrigError(f"EarlyStopping: patience and min_delta must be at least 0, got {patience!r} and "
+                                f"{min_delta!r}.")
         self.patience = int(patience)
         self.min_delta = float(min_delta)
         self.best: float | None = None

@@ -107,6 +107,8 @@ class Trainer:
             raise TorchrigError(f"max_epochs must be >= 1, got {max_epochs!r}.")
         if int(accumulate_grad_batches) < 1:
             raise TorchrigError(f"accumulate_grad_batches must be >= 1, got {accumulate_grad_batches!r}.")
+        if gradient_clip_val is not None and not gradient_clip_val > 0:  # a negative one reverses the gradients
+            raise TorchrigError(f"gradient_clip_val must be above 0 (or None: no clipping), got {gradient_clip_val!r}.")
         _choice("gradient_clip_algorithm", gradient_clip_algorithm, ("norm", "value"))
         _choice("scheduler_interval", scheduler_interval, ("epoch", "step"))
         _choice("on_nan", on_nan, ("raise", "skip"))

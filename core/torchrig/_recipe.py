@@ -37,6 +37,13 @@ class _Choice:
         self.choices = choices
 
 
+class _AtLeast:
+    """A number (or null, with ``none``) of at least ``low`` (above it, with ``above``)."""
+
+    def __init__(self, kind: Any, low: float, *, above: bool = False, none: bool = False) -> None:
+        self.kind, self.low, self.above, self.none = kind, low, above, none
+
+
 _NUMBER = (int, float)
 SCHEMA: dict[str, Any] = {
     "name": str,
@@ -47,9 +54,9 @@ SCHEMA: dict[str, Any] = {
         "split": {"val": _NUMBER, "test": _NUMBER, "group_by": str, "folds": int, "fold": int},
         "train_transform": _Component("transform", optional=True),
         "eval_transform": _Component("transform", optional=True),
-        "batch_size": int,
-        "eval_batch_size": int,
-        "num_workers": int,
+        "batch_size": _AtLeast(int, 1),
+        "eval_batch_size": _AtLeast(int, 1),
+        "num_workers": _AtLeast(int, 0),
         "bucket_by_length": bool,
         "sampler": _Choice("balanced"),
     },
@@ -59,21 +66,21 @@ SCHEMA: dict[str, Any] = {
     "scheduler": _Component("scheduler", optional=True),
     "metrics": [str],
     "trainer": {
-        "max_epochs": int,
+        "max_epochs": _AtLeast(int, 1),
         "device": str,
         "precision": (str, int),
-        "accumulate_grad_batches": int,
-        "gradient_clip_val": (int, float, type(None)),
+        "accumulate_grad_batches": _AtLeast(int, 1),
+        "gradient_clip_val": _AtLeast(_NUMBER, 0, above=True, none=True),
         "gradient_clip_algorithm": _Choice("norm", "value"),
         "scheduler_interval": _Choice("epoch", "step"),
         "on_nan": _Choice("raise", "skip"),
         "monitor": str,
         "mode": _Choice("min", "max"),
-        "early_stopping": {"patience": int, "min_delta": _NUMBER},
-        "finetune": {"freeze_epochs": int, "backbone_lr_scale": _NUMBER},
+        "early_stopping": {"patience": _AtLeast(int, 0), "min_delta": _AtLeast(_NUMBER, 0)},
+        "finetune": {"freeze_epochs": _AtLeast(int, 0), "backbone_lr_scale": _AtLeast(_NUMBER, 0, above=True)},
         "mlflow": {"tracking_uri": str, "experiment": str, "run_name": str},
         "ema": {"decay": _NUMBER},
-        "swa": {"start_epoch": int, "lr": _NUMBER, "anneal_epochs": int},
+        "swa": {"start_epoch": int, "lr": _NUMBER, "anneal_epochs": int},  # bounds: WeightAveraging's
     },
 }
 
@@ -268,6 +275,13 @@ def _validate(recipe: Recipe, value: Any, spec: Any, path: Path_) -> None:
                 raise recipe.error(path, "a component mapping needs a 'name' key, e.g. {name: adamw, lr: 0.001}.")
         elif not isinstance(value, str):
             raise recipe.error(path, f"expected a component name or {{name: ..., args...}}, got {value!r}.")
+    elif isinstance(spec, _AtLeast):
+        if value is None and spec.none:
+            return
+        _validate(recipe, value, spec.kind, path)
+        if value < spec.low or (spec.above and value == spec.low):
+            bound = f"above {spec.low}" if spec.above else f"at least {spec.low}"
+            raise recipe.error(path, f"must be {bound}, got {value!r}.")
     elif isinstance(spec, _Choice):
         if value not in spec.choices:
             raise recipe.error(path, f"{value!r} is not one of {', '.join(map(repr, spec.choices))}."

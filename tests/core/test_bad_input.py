@@ -270,19 +270,23 @@ DIGITS = Path(__file__).resolve().parents[2] / "recipes" / "vision" / "digits.ya
 
 
 @pytest.mark.parametrize("setting, message", [
-    ("data.batch_size=0", "data: the DataLoader refused these settings: batch_size should be a positive integer"),
-    ("data.num_workers=-1", "data: the DataLoader refused these settings: num_workers option should be non-negative"),
+    ("data.batch_size=0", "data.batch_size: must be at least 1, got 0"),  # the schema's bounds
+    ("data.num_workers=-1", "data.num_workers: must be at least 0, got -1"),
+    ("trainer.max_epochs=0", "trainer.max_epochs: must be at least 1, got 0"),
+    ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val: must be above 0, got -1"),  # trained backwards
+    ("trainer.early_stopping.patience=-1", "trainer.early_stopping.patience: must be at least 0, got -1"),
     ("data.train_transform.size=-3", "data: a transform refused these settings: size must be a positive whole number"),
     ("model.dropout=2", "model: vision/small_cnn refused these settings: dropout probability has to be between 0 and 1"),
     ("model.width=-4", "model: vision/small_cnn refused these settings: Trying to create tensor with negative dimension"),
     ("optimizer.lr=-1", "optimizer: adamw refused these settings: Invalid learning rate: -1"),
 ])
 def test_a_value_the_library_refuses_is_a_recipe_error_at_its_section(setting, message, capsys, tmp_path):
-    """Values only the library checks (torch's optimizer, DataLoader, a module's constructor):
-    an error at the recipe's section, in the library's words, and no run dir left behind (they
-    were "internal error ... a bug in torchrig")."""
+    """Values only the library checks (torch's optimizer, a module's constructor): an error at
+    the recipe's section, in the library's words; the recipe schema's own bounds first. No run
+    dir is left behind. (They were "internal error ... a bug in torchrig", or, for a negative
+    gradient_clip_val or patience, accepted: the first trained with reversed gradients.)"""
     code, out, err = cli(capsys, "train", DIGITS, "--set", setting, "--out", tmp_path / "run", "--quiet")
-    _assert_clean_error(code, out, err, f"{DIGITS}:", message)
+    _assert_clean_error(code, out, err, str(DIGITS), message)
     assert "internal error" not in err and not (tmp_path / "run").exists()
 
 

@@ -350,12 +350,19 @@ def test_missing_checkpoint_path(digit_loaders, tmp_path):
         ({"precision": "8"}, r"Unknown precision '8'\. Choose one of 'auto', '32', 'bf16-mixed', '16-mixed'"),
         ({"on_nan": "ignore"}, r"on_nan must be one of 'raise', 'skip'; got 'ignore'"),
         ({"max_epochs": 0}, r"max_epochs must be >= 1"),
+        ({"gradient_clip_val": -1.0}, r"gradient_clip_val must be above 0 \(or None: no clipping\), got -1\.0"),
+        ({"gradient_clip_val": 0}, r"gradient_clip_val must be above 0"),
         ({"callbacks": [print]}, r"callbacks must be torchrig\.Callback objects"),
     ],
 )
 def test_bad_trainer_arguments(kwargs, message):
     with pytest.raises(TorchrigError, match=message):
         Trainer(**kwargs)
+
+
+def test_early_stopping_refuses_negative_patience():
+    with pytest.raises(TorchrigError, match=r"patience and min_delta must be at least 0, got -1 and 0\.0"):
+        torchrig.EarlyStopping(patience=-1)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
