@@ -565,6 +565,10 @@ def _loss(loss_fn: Callable, output: Any, target: Any, step: int) -> torch.Tenso
     except (RuntimeError, TypeError, ValueError, IndexError) as exc:
         if step != 0:
             raise
+        setting = _named_setting(loss_fn, str(exc))
+        if setting is not None:  # torch checks some settings only when the loss runs (label_smoothing)
+            raise TorchrigError(f"The loss {type(loss_fn).__name__} refused its setting {setting}: "
+                                f"{str(exc).strip().rstrip('.')}. In a recipe it is loss.{setting}.") from exc
         raise TorchrigError(
             f"The loss {type(loss_fn).__name__} does not fit the model's output {_describe(output)} "
             f"and the target {_describe(target)}: {str(exc).strip().rstrip('.')}. {_loss_hint(loss_fn)}"
@@ -576,6 +580,18 @@ def _loss(loss_fn: Callable, output: Any, target: Any, step: int) -> torch.Tenso
             "Use reduction='mean' (the default) or 'sum'."
         )
     return loss
+
+
+def _named_setting(loss_fn: Any, message: str) -> str | None:
+    """The loss's constructor argument that its error names, if any (then the value is wrong,
+    not the shapes)."""
+    import inspect
+
+    try:
+        names = inspect.signature(type(loss_fn)).parameters
+    except (TypeError, ValueError):
+        return None
+    return next((n for n in names if len(n) > 3 and n in message and n not in ("input", "target")), None)
 
 
 def _classes_hint(output: Any, target: Any) -> str:

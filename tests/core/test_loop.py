@@ -360,6 +360,18 @@ def test_bad_trainer_arguments(kwargs, message):
         Trainer(**kwargs)
 
 
+def test_a_loss_setting_torch_checks_late_is_named_not_blamed_on_the_shapes():
+    """CrossEntropyLoss checks label_smoothing only when it runs: the message names the setting
+    (it said the loss "does not fit" the output's shape)."""
+    model = nn.Linear(4, 3)
+    data = DataLoader(TensorDataset(torch.randn(8, 4), torch.arange(8) % 3), batch_size=4)
+    with pytest.raises(TorchrigError, match=r"The loss CrossEntropyLoss refused its setting label_smoothing: "
+                                            r"label_smoothing must be between 0\.0 and 1\.0") as raised:
+        Trainer(progress_bar=False).fit(model, data, nn.CrossEntropyLoss(label_smoothing=3.0),
+                                        torch.optim.SGD(model.parameters(), lr=0.1))
+    assert "does not fit" not in str(raised.value)
+
+
 def test_early_stopping_refuses_negative_patience():
     with pytest.raises(TorchrigError, match=r"patience and min_delta must be at least 0, got -1 and 0\.0"):
         torchrig.EarlyStopping(patience=-1)
