@@ -40,7 +40,6 @@ def _at_least(low: int) -> Any:
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
         return value
 
-    parse.__name__ = "int"  # argparse names the type in its messages
     return parse
 
 

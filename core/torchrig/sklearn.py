@@ -226,9 +226,10 @@ class _RigMixin:
                                     "X.reshape(-1, 1) for a single feature, X.reshape(1, -1) for a single sample.")
             if X.dtype.kind == "f" and not np.isfinite(X).all():
                 bad = ~np.isfinite(X.reshape(len(X), -1)).all(axis=1)
+                nan = bool(np.isnan(X).any())
                 fix = ("Fill the gaps first (sklearn.impute.SimpleImputer in the Pipeline), or drop those rows."
-                       if np.isnan(X).any() else "Clip or drop those values first.")
-                raise TorchrigError(f"X contains {'NaN' if np.isnan(X).any() else 'infinity'} in {int(bad.sum())} of "
+                       if nan else "Clip or drop those values first.")
+                raise TorchrigError(f"X contains {'NaN' if nan else 'infinity'} in {int(bad.sum())} of "
                                     f"its {len(X)} rows (the first: row {int(bad.argmax())}); a net would train to "
                                     f"NaN weights. {fix}")
             if X.dtype == np.float64:
